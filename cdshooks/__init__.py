@@ -1,0 +1,66 @@
+"""CDS Hooks 2.0 service for muscle twitching (fasciculations).
+
+``create_app(settings)`` builds the Flask application; ``gunicorn 'cdshooks:create_app()'``
+serves it with settings from the ``CDSHOOKS_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+__all__ = ["create_app"]
+
+
+def create_app(settings=None) -> Flask:
+    from . import api, errors, logs
+    from .config import Settings
+    from .engine import Engine
+    from .store import Store
+
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
+    app = Flask(__name__, instance_path=str(settings.instance_dir()))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.json.compact = True
+
+    store = Store(settings.db_url())
+    store.init()
+    engine = Engine(settings, store)
+    verifier = None
+    if settings.auth == "required":
+        from .auth import Verifier
+
+        verifier = Verifier(settings, store)
+    else:
+        logs.event("auth.off", logging.WARNING,
+                   message="CDSHOOKS_AUTH=off: client JWTs are NOT checked; any caller can use this service")
+    app.extensions["cdshooks"] = api.State(settings, store, engine, verifier)
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.floor_blueprint())
+    if not settings.production:
+        _register_dev(app, settings)
+    errors.register(app)
+    logs.event("service.started", env=settings.env, auth=settings.auth,
+               services=sorted(engine.services), rules=sorted({r.id for s in engine.services.values() for r in s.rules}))
+    return app
+
+
+def _register_dev(app: Flask, settings) -> None:
+    """Development conveniences (the fixtures FHIR endpoint, the playground); off in production."""
+    from pathlib import Path
+
+    try:
+        from . import devfhir, fixtures
+    except ImportError:  # pragma: no cover - while the modules are being built
+        return
+    folders = [fixtures.FIXTURES_DIR] + ([Path(settings.fixtures_dir)] if settings.fixtures_dir else [])
+    app.register_blueprint(devfhir.blueprint([f for f in folders if f.exists()]))
+    try:
+        from . import playground
+    except ImportError:  # pragma: no cover
+        return
+    app.register_blueprint(playground.blueprint())

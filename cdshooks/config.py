@@ -1,0 +1,137 @@
+"""Settings: every knob comes from a ``CDSHOOKS_*`` environment variable (README table).
+
+``Settings.from_env()`` reads the environment once at start-up; tests build
+``Settings(...)`` directly or with ``Settings.from_env(overrides)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["Settings", "RuleSettings", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """Clinical windows and limits, with the catalogue's defaults."""
+
+    lab_recent_days: int = 90          # a lab counts as recent
+    study_window_days: int = 365       # EMG, nerve conduction, MRI, ABI, LGI1 test already done/ordered
+    referral_window_days: int = 90     # a referral already made
+    persistent_days: int = 28          # persistent twitching: onset at least this long ago
+    repeat_lab_after_days: int = 7     # electrolyte-abnormal suggests a repeat panel only past this
+    albumin_pair_days: int = 7         # albumin used for calcium correction within this of the calcium
+    baclofen_step_days: int = 7        # baclofen titration: last change at least this long ago
+    disabled: tuple[str, ...] = ()     # rule ids switched off
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "RuleSettings":
+        kwargs: dict = {}
+        for f in fields(cls):
+            key = "CDSHOOKS_RULES_" + f.name.upper()
+            if key in env:
+                kwargs[f.name] = _list(env[key]) if f.name == "disabled" else int(env[key])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""                       # externally visible base URL, e.g. https://cds.example.org
+    database_url: str = ""                     # default: sqlite file in the instance folder
+    instance_path: str = ""                    # default: ./instance
+    env: str = "development"                   # or "production"
+    fhir_servers: tuple[str, ...] = ()         # base URLs the service may call back
+    fetch_timeout: float = 1.5                 # seconds, one FHIR request
+    call_budget: float = 2.0                   # seconds, a whole hook call including fetches
+    fetch_page_cap: int = 5                    # next pages followed per prefetch key
+    fetch_max_bytes: int = 8 * 1024 * 1024     # largest FHIR response accepted
+    fhir_allow_http: bool = False              # plain http to listed non-loopback servers (compose demo only)
+    cors_origins: tuple[str, ...] = ("*",)
+    log_level: str = "INFO"
+    max_body_bytes: int = 16 * 1024 * 1024     # largest request body accepted (413 past it)
+    auth: str = "required"                     # "required" or "off"
+    trusted_issuers: str = ""                  # path of the trusted-issuers JSON file
+    trust_sandbox: bool = False                # trust the public CDS Hooks sandbox (testing only)
+    jwt_algorithms: tuple[str, ...] = ("ES384", "RS384")
+    jwt_clock_skew: int = 60                   # seconds
+    jwt_max_lifetime: int = 3600               # seconds between iat and exp
+    fixtures_dir: str = ""                     # extra folder of FHIR Bundles for /fhir and the playground
+    strict_rules: bool = False                 # re-raise rule exceptions (tests)
+    rules: RuleSettings = field(default_factory=RuleSettings)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        kwargs: dict = {}
+        conv = {
+            "port": int, "fetch_timeout": float, "call_budget": float, "fetch_page_cap": int,
+            "fetch_max_bytes": int, "max_body_bytes": int, "jwt_clock_skew": int, "jwt_max_lifetime": int,
+            "trust_sandbox": _bool, "strict_rules": _bool, "fhir_allow_http": _bool,
+            "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list,
+        }
+        for f in fields(cls):
+            if f.name == "rules":
+                continue
+            key = "CDSHOOKS_" + f.name.upper()
+            if key in env:
+                try:
+                    kwargs[f.name] = conv.get(f.name, str)(env[key])
+                except ValueError as exc:
+                    raise ConfigError(f"{key}: {exc}") from None
+        kwargs["rules"] = RuleSettings.from_env(env)
+        kwargs.update(overrides)
+        return cls(**kwargs).checked()
+
+    def checked(self) -> "Settings":
+        if self.env not in {"development", "production", "test"}:
+            raise ConfigError("CDSHOOKS_ENV must be development, production or test")
+        if self.auth not in {"required", "off"}:
+            raise ConfigError("CDSHOOKS_AUTH must be 'required' or 'off'")
+        if self.production and self.trust_sandbox:
+            raise ConfigError("CDSHOOKS_TRUST_SANDBOX cannot be used with CDSHOOKS_ENV=production: "
+                              "the sandbox's private key is public")
+        if self.production and self.fhir_allow_http:
+            raise ConfigError("CDSHOOKS_FHIR_ALLOW_HTTP cannot be used with CDSHOOKS_ENV=production")
+        bad = [a for a in self.jwt_algorithms if a.upper() == "NONE" or a.upper().startswith("HS")]
+        if bad:
+            raise ConfigError(f"CDSHOOKS_JWT_ALGORITHMS may not allow {', '.join(bad)}")
+        if self.call_budget <= 0 or self.fetch_timeout <= 0:
+            raise ConfigError("time budgets must be positive")
+        return self
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes).checked()
+
+    def instance_dir(self) -> Path:
+        return Path(self.instance_path or "instance").resolve()
+
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.instance_dir() / 'cdshooks.sqlite'}"

@@ -1,0 +1,70 @@
+"""Logs: one JSON object per line, with event names and counts, never patient data or tokens.
+
+Each line carries ``ts``, ``level``, ``logger``, ``event``, the event's fields and, while
+a request is being handled, its ``request_id`` (``set_request_id``), so every line of
+one call can be found together. Fields whose names denote credentials are written as
+``"[redacted]"``: a token passed by mistake never reaches the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+
+__all__ = ["configure", "event", "logger", "set_request_id", "new_request_id", "JsonFormatter"]
+
+logger = logging.getLogger("cdshooks")
+
+_request_id: ContextVar[str | None] = ContextVar("cdshooks_request_id", default=None)
+
+# field names that would hold a credential
+_SECRET_FIELDS = frozenset({"token", "jwt", "authorization", "access_token", "refresh_token",
+                            "id_token", "password", "secret", "client_secret", "private_key"})
+
+
+def new_request_id() -> str:
+    """A fresh request id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def set_request_id(request_id: str | None) -> None:
+    """Tag the log lines written from now on in this context (thread) with ``request_id``;
+    None stops tagging. The app sets it when a request starts and clears it when it ends."""
+    _request_id.set(request_id)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        body = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        request_id = _request_id.get()
+        if request_id is not None:
+            body["request_id"] = request_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            body.update({k: "[redacted]" if k.lower() in _SECRET_FIELDS else v for k, v in fields.items()})
+        if record.exc_info and record.exc_info[0] is not None:
+            body["error"] = record.exc_info[0].__name__
+        return json.dumps(body, default=str)
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = True
+
+
+def event(name: str, level: int = logging.INFO, **fields) -> None:
+    """Log one event with structured fields (ids, counts, timings; never patient data)."""
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"fields": fields})

@@ -1,0 +1,87 @@
+"""Shared test fixtures: an app on a real SQLite file, a client, and a checker that every
+hook response the suite produces is valid CDS Hooks 2.0 (schema + the spec's card rules)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cdshooks import create_app
+from cdshooks.config import Settings
+
+from .spec_checks import check_response
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    base = dict(
+        env="test",
+        auth="off",
+        strict_rules=True,
+        instance_path=str(tmp_path / "instance"),
+        database_url=f"sqlite:///{tmp_path / 'cdshooks-test.sqlite'}",
+        fhir_servers=("http://127.0.0.1",),
+        log_level="DEBUG",
+    )
+    base.update(overrides)
+    return Settings(**base).checked()
+
+
+class CheckedClient:
+    """A Flask test client whose hook responses are checked against the spec on every call."""
+
+    def __init__(self, app):
+        self.app = app
+        self.raw = app.test_client()
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+    def hook(self, service_id: str, body: dict, **kwargs):
+        resp = self.raw.post(f"/cds-services/{service_id}", json=body, **kwargs)
+        if resp.status_code == 200:
+            check_response(resp.get_json())
+        return resp
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    app.config["PROPAGATE_UNEXPECTED"] = True
+    yield app
+    app.extensions["cdshooks"].store.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return CheckedClient(app)
+
+
+def hook_request(hook: str, patient_id: str = "p1", prefetch: dict | None = None, **extra) -> dict:
+    context = {"userId": "Practitioner/example", "patientId": patient_id}
+    if hook == "order-select":
+        context.update(selections=extra.pop("selections", []), draftOrders=extra.pop("draftOrders", {"resourceType": "Bundle"}))
+    elif hook == "order-sign":
+        context.update(draftOrders=extra.pop("draftOrders", {"resourceType": "Bundle"}))
+    context.update(extra.pop("context", {}))
+    body = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    body.update(extra)
+    return body
+
+
+def empty_prefetch(app, hook: str) -> dict:
+    """A prefetch that satisfies every template of the hook's service with 'no data' (null)."""
+    engine = app.extensions["cdshooks"].engine
+    service = engine.services[f"fasciculation-{hook}"]
+    return {key: None for key in service.prefetch}
