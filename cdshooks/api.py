@@ -12,10 +12,12 @@ a valid client JWT unless ``CDSHOOKS_AUTH=off``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from . import logs
 from .config import Settings
 from .engine import Engine
 from .errors import InvalidRequest, ServiceError, Unauthenticated, operation_outcome
@@ -54,6 +56,20 @@ def _json_body() -> object:
 def _audience() -> str:
     base = state().settings.public_url.rstrip("/") or request.host_url.rstrip("/")
     return base + request.path
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+@bp.before_app_request
+def _request_id():
+    given = request.headers.get("X-Request-ID", "")
+    logs.set_request_id(given if _REQUEST_ID.match(given) else logs.new_request_id())
+
+
+@bp.teardown_app_request
+def _clear_request_id(_exc):
+    logs.set_request_id(None)
 
 
 @bp.before_request

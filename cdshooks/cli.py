@@ -34,7 +34,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
     try:
         token = mint(args.key, args.audience, issuer=args.issuer, kid=args.kid, lifetime=args.lifetime,
-                     tenant=args.tenant)
+                     tenant=args.tenant, jku=args.jku)
     except (OSError, ValueError, KeyError) as exc:
         raise CommandError(f"cannot mint a token: {exc}") from None
     print(token)
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kid", help="key id header (default: the JWK's kid)")
     p.add_argument("--lifetime", type=int, default=300, help="seconds until exp (default 300)")
     p.add_argument("--tenant", help="tenant claim")
+    p.add_argument("--jku", help="jku header (default: the sandbox's, with its key pair)")
     p.set_defaults(func=_cmd_token)
 
     p = sub.add_parser("feedback-report", help="per rule: cards issued, accepted, overridden, override reasons")

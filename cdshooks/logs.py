@@ -38,6 +38,8 @@ def set_request_id(request_id: str | None) -> None:
 
 
 class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object (see the module docstring for its members)."""
+
     def format(self, record: logging.LogRecord) -> str:
         body = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
@@ -57,6 +59,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
+    """Send the ``cdshooks`` logger's records to stderr as JSON lines, from ``level`` up."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger.handlers[:] = [handler]
@@ -64,7 +67,7 @@ def configure(level: str = "INFO") -> None:
     logger.propagate = True
 
 
-def event(name: str, level: int = logging.INFO, **fields) -> None:
+def event(name: str, level: int = logging.INFO, **fields: object) -> None:
     """Log one event with structured fields (ids, counts, timings; never patient data)."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"fields": fields})

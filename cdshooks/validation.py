@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
 from .errors import InvalidRequest
 
@@ -50,7 +50,9 @@ def _message(error: ValidationError, where: str) -> str:
 
 def validate(body: object, schema: str, prefix: str = "") -> None:
     """Raise InvalidRequest naming the first offending field of ``body``."""
-    error = best_match(validator(schema).iter_errors(body))
-    if error is not None:
+    errors = list(validator(schema).iter_errors(body))
+    if errors:
+        # the shallowest problem first, and a missing or mistyped field before a conditional rule
+        error = min(errors, key=lambda e: (len(e.absolute_path), e.validator not in ("required", "type")))
         where = _field(error, prefix)
         raise InvalidRequest(_message(error, where), expression=[where])

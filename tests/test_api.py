@@ -230,6 +230,7 @@ def test_a_failing_rule_does_not_sink_the_others(tmp_path, extra_rules, caplog):
 def test_strict_mode_reraises_rule_errors(tmp_path, extra_rules):
     extra_rules("zz-test-failing", _failing)
     app = create_app(make_settings(tmp_path, strict_rules=True))
+    app.testing = True
     app.config["PROPAGATE_UNEXPECTED"] = True
     body = hook_request("patient-view", prefetch=empty_prefetch(app, "patient-view"))
     with pytest.raises(ZeroDivisionError):
