@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -320,6 +320,9 @@ class Scenario:
     silent: tuple[str, ...] = ()
     description: str = ""
     selections: tuple[str, ...] | None = None
+    # per rule id: {"indicator": ..., "codes": [codes the card's suggested resources carry],
+    #               "detail": [strings its detail must contain], "absent_codes": [...]}
+    expect: dict = field(default_factory=dict)
 
     def bundle(self, now: datetime) -> dict:
         """The scenario's data as a collection Bundle with dates resolved against ``now``.
@@ -350,6 +353,7 @@ def _from_index(folder: Path) -> list[Scenario]:
             name=item["name"], file=folder / item["file"], hook=item["hook"], patient=item["patient"],
             fires=tuple(item.get("fires", ())), silent=tuple(item.get("silent", ())),
             description=item.get("description", ""), selections=tuple(sel) if sel is not None else None,
+            expect=dict(item.get("expect", {})),
         ))
     return out
 

@@ -69,7 +69,11 @@ def client(app):
 def hook_request(hook: str, patient_id: str = "p1", prefetch: dict | None = None, **extra) -> dict:
     context = {"userId": "Practitioner/example", "patientId": patient_id}
     if hook == "order-select":
-        context.update(selections=extra.pop("selections", []), draftOrders=extra.pop("draftOrders", {"resourceType": "Bundle"}))
+        draft = {"resourceType": "MedicationRequest", "id": "draft-1", "status": "draft", "intent": "order",
+                 "subject": {"reference": f"Patient/{patient_id}"},
+                 "medicationCodeableConcept": {"text": "acetaminophen 500 mg oral tablet"}}
+        context.update(selections=extra.pop("selections", ["MedicationRequest/draft-1"]),
+                       draftOrders=extra.pop("draftOrders", {"resourceType": "Bundle", "entry": [{"resource": draft}]}))
     elif hook == "order-sign":
         context.update(draftOrders=extra.pop("draftOrders", {"resourceType": "Bundle"}))
     context.update(extra.pop("context", {}))

@@ -1,0 +1,60 @@
+"""Clinical: the catalogue's shared definitions (RULES.md section 1), the one API every rule uses.
+
+All functions read the raw resources of a ``Record`` (``record.of_type`` /
+``record.coded`` / ``record.resolve``) and call ``record.model(raw)`` for each resource
+they use: a resource that is not valid FHIR (model None) counts as absent and is counted
+in ``record.invalid``. Times are aware UTC datetimes (``dates``). Value set and
+ingredient names are those of ``cdshooks/valuesets/``; an unknown name raises KeyError.
+
+Dates (``dates``)
+    ``parse_when(value)`` FHIR date/dateTime/instant -> UTC datetime or None (partial
+    dates: start of the period); ``within(when, now, days)``.
+Findings (``findings``)
+    ``findings(record, *valueset_names) -> list[Finding]`` (present Conditions and
+    Observations, earliest onset first); ``onset(found)``; ``in_thigh(finding, record)``,
+    ``in_lower_limb(finding, record)``. ``Finding``: resource, valueset, coding, display,
+    onset, body_sites, reference, kind.
+Medications (``medications``)
+    ``active_medications(record) -> list[MedUse]``; ``using(meds, ingredient_or_class)``;
+    ``medication_of(order, record) -> MedUse | None`` (draft orders, any status);
+    ``daily_dose_mg(resource, product)``; ``ingredient_names(name)``. ``MedUse``:
+    resource, concept, medication, ingredients, product, label, started, changed,
+    daily_mg, kind, reference, ``has(name)``.
+Labs (``labs``)
+    ``latest_lab(record, lab, now, window_days) -> LabResult | None`` for ``lab`` in
+    ``LABS`` (potassium, magnesium, calcium, calcium_ionized, albumin);
+    ``latest_calcium`` / ``calcium_low(record, now, window_days)``; ``lgi1_results(record)``
+    (newest first) and ``lgi1_positive(raw)``. ``LabResult``: resource, lab, value, unit,
+    value_default, default_unit, effective, low, why_low, albumin, corrected, reference,
+    ``shown()``. ``Lgi1Result``: resource, effective, positive, reference, ``shown()``.
+Orders seen (``orders_seen``)
+    ``already_done(record, valueset_name, now, window_days) -> dict | None``;
+    ``order_codes(order)``, ``order_concept(order)``, ``is_order_for(order, valueset_name)``.
+
+Suggested orders are built by ``cdshooks.orders`` (``service_request``,
+``medication_request``, ``order_key``, ``describe``).
+
+Typical rule code::
+
+    twitch = findings(call.record, "fasciculation")
+    weak = findings(call.record, "muscle_weakness", "muscle_atrophy")
+    k = latest_lab(call.record, "potassium", call.now, call.settings.lab_recent_days)
+    if k is not None and k.low:
+        why.append(f"Potassium {k.shown()} on {k.effective:%Y-%m-%d} ({k.why_low})")
+    if not already_done(call.record, "emg_ncs", call.now, call.settings.study_window_days): ...
+"""
+
+from .dates import parse_when, within
+from .findings import Finding, findings, in_lower_limb, in_thigh, onset
+from .labs import LABS, LabResult, Lgi1Result, calcium_low, latest_calcium, latest_lab, lgi1_positive, lgi1_results
+from .medications import MedUse, active_medications, daily_dose_mg, ingredient_names, medication_of, using
+from .orders_seen import already_done, is_order_for, order_codes, order_concept
+
+__all__ = [
+    "parse_when", "within",
+    "Finding", "findings", "onset", "in_thigh", "in_lower_limb",
+    "MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names",
+    "LABS", "LabResult", "Lgi1Result", "latest_lab", "latest_calcium", "calcium_low", "lgi1_results",
+    "lgi1_positive",
+    "already_done", "order_codes", "order_concept", "is_order_for",
+]
