@@ -1,0 +1,151 @@
+"""emg-evaluation: persistent or symptomatic twitching needs needle EMG and nerve conduction studies.
+
+When it fires (warning)
+    A fasciculation is present and either
+    * it is persistent: its earliest onset is at least ``persistent_days`` ago (default
+      28), or
+    * another symptom is present: muscle cramp, paresthesia or other sensory change,
+      or muscle stiffness;
+    and no EMG or nerve conduction study (``emg_ncs``) is on file inside
+    ``study_window_days``, and ``mnd-red-flag`` did not fire (its card already carries
+    the EMG, and its advice is more urgent).
+
+When it stays silent
+    * twitching of recent onset without another symptom (or with symptoms that are
+      refuted, resolved, entered in error or negated);
+    * an EMG / nerve conduction study ordered or done inside the window;
+    * ``mnd-red-flag`` fired;
+    * a benign fasciculation diagnosis follows a negative EMG: a present
+      ``benign_fasciculation`` diagnosis dated (``recordedDate``, else its onset) on or
+      after an EMG (completed Procedure, or final / amended / corrected DiagnosticReport,
+      of any age) that is not read as abnormal.
+
+What it suggests
+    Needle EMG with nerve conduction studies (SNOMED 42803009), reason: the fasciculation
+    and the symptoms that fired it.
+
+Guideline
+    000 Electrophysiologic Testing: "Electromyography (EMG) is the primary diagnostic tool
+    ... to detect neuromuscular pathology". 000 Critical Pitfalls: "Do not skip EMG in
+    uncertain cases – Clinical examination alone cannot reliably distinguish benign from
+    pathologic fasciculations". 003 Diagnostic Approach: "For persistent twitching (>2-4
+    weeks) or twitching with additional symptoms: ... Order EMG and nerve conduction
+    studies". 000 Treatment: "For benign fasciculations: Reassurance after negative
+    workup".
+
+Choices where the catalogue and guideline are silent
+    * An EMG is "abnormal" when its report's ``conclusionCode`` (or the Procedure's
+      ``outcome``) is SNOMED Abnormal (263654008), or its conclusion / outcome text
+      starts with "abnormal". Anything else counts as negative, including an EMG with no
+      recorded reading: the later benign diagnosis is the clinician's reading of it. A
+      benign diagnosis that follows an abnormal EMG does not silence the card.
+    * The EMG before a benign diagnosis may be older than the study window: the
+      diagnosis, not the study, is what is current.
+    * Persistence is measured from the earliest present fasciculation; an undated
+      fasciculation is not persistent (its other symptoms can still fire the card).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ..card import Card, render_detail
+from ..clinical import Finding, already_done, findings, onset
+from ..clinical.elements import codings_of, first_time, valid, words_of
+from ..orders import service_request
+from ..record import Record
+from ..rules import Call, Source, rule
+from ..terminology import SNOMED, valueset
+from ._neuro import day, finding_fact, findings_fact, offer, on_file_fact, when_on_file
+
+_SYMPTOMS = ("cramp", "paresthesia", "sensory_change", "muscle_stiffness")
+_FINDINGS = ("fasciculation", "benign_fasciculation") + _SYMPTOMS
+_ABNORMAL_SNOMED = "263654008"
+_CITE = "Muscle Twitching: Causes and Treatment"
+_CITE_003 = "Hamstring Muscle Twitching: Causes and Clinical Approach"
+
+
+def _abnormal(resource: dict) -> bool:
+    """Whether an EMG report / procedure is read as abnormal (see the module doc)."""
+    concepts = [c for c in resource.get("conclusionCode") or [] if isinstance(c, dict)]
+    if isinstance(resource.get("outcome"), dict):
+        concepts.append(resource["outcome"])
+    if any(x.get("system") == SNOMED and x.get("code") == _ABNORMAL_SNOMED for c in concepts for x in codings_of(c)):
+        return True
+    texts = [resource.get("conclusion")] + [t for c in concepts for t in words_of(c)]
+    return any(isinstance(t, str) and t.strip().lower().startswith("abnormal") for t in texts)
+
+
+def _emgs(record: Record) -> list[tuple[datetime, dict]]:
+    """Performed EMGs of any age (completed Procedures, final reports), oldest first."""
+    vs = valueset("emg_ncs")
+    out = []
+    for rtype, statuses in (("Procedure", {"completed"}), ("DiagnosticReport", {"final", "amended", "corrected"})):
+        for raw in record.coded(rtype, vs):
+            when = when_on_file(raw)
+            if raw.get("status") in statuses and when is not None and valid(record, raw):
+                out.append((when, raw))
+    return sorted(out, key=lambda pair: pair[0])
+
+
+def _benign_after_emg(record: Record) -> list[tuple[Finding, datetime, dict]]:
+    """Each present benign fasciculation diagnosis with the date it was made and the latest EMG before it."""
+    emgs = _emgs(record)
+    out = []
+    for benign in findings(record, "benign_fasciculation"):
+        made = first_time(benign.resource, "recordedDate") or benign.onset
+        before = [raw for when, raw in emgs if made is not None and when <= made]
+        if made is not None and before:
+            out.append((benign, made, before[-1]))
+    return out
+
+
+@rule(id="emg-evaluation", title="Persistent or symptomatic twitching: needle EMG and nerve conduction studies",
+      hooks=("patient-view",), indicator="warning",
+      reads={"conditions": _FINDINGS, "observations": _FINDINGS, "serviceRequests": ("emg_ncs",),
+             "procedures": ("emg_ncs",), "diagnosticReports": ("emg_ncs",)},
+      source=Source(("000", "003"), sections=("Electrophysiologic Testing", "Critical Pitfalls",
+                                               "Diagnostic Approach")),
+      after=("mnd-red-flag",))
+def evaluate(call: Call) -> Card | None:
+    if call.fired("mnd-red-flag"):
+        return None
+    twitch = findings(call.record, "fasciculation")
+    if not twitch:
+        return None
+    began = onset(twitch)
+    persistent = began is not None and began <= call.now - timedelta(days=call.settings.persistent_days)
+    symptoms = findings(call.record, *_SYMPTOMS)
+    if not persistent and not symptoms:
+        return None
+    if already_done(call.record, "emg_ncs", call.now, call.settings.study_window_days) is not None:
+        return None
+    benign = _benign_after_emg(call.record)
+    if any(not _abnormal(emg) for _, _, emg in benign):
+        return None
+
+    why = [f"Fasciculation: {findings_fact(twitch)}"]
+    if persistent:
+        days = (call.now - began).days
+        why.append(f"Persistent: twitching since {day(began)} ({days} days; persistent means at least "
+                   f"{call.settings.persistent_days} days)")
+    if symptoms:
+        why.append("With other symptoms: " + "; ".join(finding_fact(f) for f in symptoms))
+    why.append(f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days")
+    for diagnosis, made, emg in benign:
+        reading = f", \u201c{emg['conclusion']}\u201d" if isinstance(emg.get("conclusion"), str) else ""
+        why.append(f"{diagnosis.display} recorded {day(made)} follows an EMG read as abnormal "
+                   f"({on_file_fact(emg)}{reading}): the benign label does not rest on a negative work-up")
+    guideline = [
+        f"Clinical examination alone cannot reliably distinguish benign from pathologic fasciculations: do not skip "
+        f"EMG in uncertain cases ({_CITE} — Critical Pitfalls).",
+        f"Needle EMG detects fasciculations, fibrillations and positive sharp waves of denervation; motor unit "
+        f"analysis separates neuropathic from myopathic processes ({_CITE} — Electrophysiologic Testing).",
+        f"For persistent twitching (more than 2-4 weeks) or twitching with additional symptoms, order EMG and nerve "
+        f"conduction studies ({_CITE_003} — Diagnostic Approach).",
+    ]
+    resource = service_request(call.patient_id, "emg_ncs", text="Needle EMG with nerve conduction studies",
+                               category="procedure", reasons=twitch + symptoms)
+    return Card(summary="Persistent or symptomatic fasciculations: order needle EMG and nerve conduction studies",
+                indicator="warning", detail=render_detail(why, guideline),
+                suggestions=[offer(resource, recommended=True)])

@@ -1,0 +1,87 @@
+"""baclofen-dosing: the three ceilings, the corrected draft, the indication note, and no guessing."""
+
+from __future__ import annotations
+
+from cdshooks.fhir import validation_errors
+
+from .cramp_fhir import ICD10CM, SNOMED, concept, cirrhosis, condition, cramp, med, mg, run, rx, tablets, text, twitch
+
+TABLET_10 = rx("197391", "baclofen 10 MG Oral Tablet")
+TABLET_20 = rx("197392", "baclofen 20 MG Oral Tablet")
+MS = condition("ms", concept(ICD10CM, "G35.D", "Multiple sclerosis, unspecified"))
+ORAL = {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route"}]}
+
+
+def draft(rid: str = "d1", medication: dict = TABLET_20, **dosing) -> dict:
+    res = med(rid, medication, status="draft", days_ago=0, **dosing)
+    if "dosageInstruction" in res:
+        res["dosageInstruction"][0]["route"] = ORAL
+    return res
+
+
+def update_of(card) -> dict:
+    [suggestion] = card.suggestions
+    [action] = suggestion.actions
+    assert action.type == "update"
+    return action.resource
+
+
+def daily(resource: dict) -> float:
+    dosage = resource["dosageInstruction"][0]
+    return dosage["doseAndRate"][0]["doseQuantity"]["value"] * dosage["timing"]["repeat"]["frequency"]
+
+
+def test_a_first_order_above_10_mg_is_corrected_in_place():
+    order = draft(dose=tablets(1), per_day=3)  # 20 mg tablets x 3 = 60 mg/day
+    [card] = run("baclofen-dosing", cramp(), drafts=(order,))
+    assert card.indicator == "warning" and "60 mg/day" in card.detail and "use 10 mg/day" in card.summary
+    fixed = update_of(card)
+    assert validation_errors(fixed) == []
+    assert fixed["id"] == "d1" and fixed["status"] == "draft" and fixed["medicationCodeableConcept"] == TABLET_20[
+        "medicationCodeableConcept"]
+    assert daily(fixed) == 10 and fixed["dosageInstruction"][0]["route"] == ORAL
+    assert fixed["dosageInstruction"][0]["maxDosePerPeriod"]["numerator"]["value"] == 30
+    assert order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 1  # the draft is untouched
+
+
+def test_a_raise_above_the_weekly_step_is_corrected_to_the_step():
+    active = med("bac", TABLET_10, dose=mg(10), per_day=1)
+    [card] = run("baclofen-dosing", cirrhosis(), cramp(), active, drafts=(draft(dose=mg(10), per_day=3),))
+    assert daily(update_of(card)) == 20 and "a raise of 20 mg/day over the active 10 mg/day" in card.detail
+    assert run("baclofen-dosing", cirrhosis(), cramp(), active, drafts=(draft(dose=mg(10), per_day=2),)) == []
+
+
+def test_cirrhosis_caps_at_30_even_when_the_active_dose_is_unknown():
+    active = med("bac", text("baclofen"))  # dose not computable: not a first order, no step ceiling
+    [card] = run("baclofen-dosing", cirrhosis(), active, drafts=(draft(dose=mg(20), per_day=2),))
+    assert daily(update_of(card)) == 30
+    assert run("baclofen-dosing", cramp(), active, drafts=(draft(dose=mg(20), per_day=2),)) == []
+
+
+def test_spasticity_follows_its_own_label_but_cirrhosis_still_caps():
+    assert run("baclofen-dosing", MS, drafts=(draft(medication=text("baclofen 5 mg"), dose=mg(5), per_day=3),)) == []
+    assert run("baclofen-dosing", MS, drafts=(draft(dose=mg(20), per_day=3),)) == []
+    [card] = run("baclofen-dosing", MS, cirrhosis(), drafts=(draft(dose=mg(20), per_day=3),))
+    assert daily(update_of(card)) == 30
+
+
+def test_no_dose_card_when_the_dose_cannot_be_computed():
+    unknown = draft(medication=text("baclofen"), per_day=3)
+    assert run("baclofen-dosing", cirrhosis(), drafts=(unknown,)) == []
+    [info] = run("baclofen-dosing", twitch(), drafts=(unknown,))
+    assert info.indicator == "info" and "FDA-approved for spasticity" in info.detail and not info.suggestions
+
+
+def test_indication_note_without_cirrhosis_cramp_or_spasticity():
+    [card] = run("baclofen-dosing", twitch(), drafts=(draft(medication=TABLET_10, dose=tablets(1), per_day=1),))
+    assert card.indicator == "info" and "off-label" in card.summary
+    assert run("baclofen-dosing", cramp(), drafts=(draft(medication=TABLET_10, dose=tablets(1), per_day=1),)) == []
+
+
+def test_only_baclofen_orders_are_judged_and_order_select_judges_the_selection():
+    other = draft("q1", rx("852920", "quinidine gluconate 324 MG Extended Release Oral Tablet"), dose=tablets(1),
+                  per_day=3)
+    high = draft("d1", dose=tablets(1), per_day=3)
+    assert run("baclofen-dosing", cramp(), drafts=(other,)) == []
+    assert run("baclofen-dosing", cramp(), drafts=(other, high), selected=(other,)) == []
+    assert run("baclofen-dosing", cramp(), drafts=(other, high), selected=(high,))

@@ -1,0 +1,48 @@
+"""respiratory-involvement: the text-coded phrenic test, other neuromuscular diagnoses, a phrenic test on file."""
+
+from __future__ import annotations
+
+from cdshooks.fhir import validation_errors
+
+from .neuro_fhir import ICD10CM, SNOMED, concept, condition, created, codes, order, run, twitch
+
+DIAPHRAGM = concept(SNOMED, "64228003", "Paralysis of diaphragm")
+
+
+def _phrenic(card):
+    return [r for r in created(card) if "coding" not in r["code"]]
+
+
+def test_phrenic_test_is_text_coded_with_the_quiet_breathing_note():
+    [card] = run("respiratory-involvement", twitch(), condition("dia", DIAPHRAGM))
+    [phrenic] = _phrenic(card)
+    assert phrenic["code"] == {"text": "Phrenic nerve stimulation with twitch pressure measurement"}
+    assert "15 minutes of quiet breathing" in phrenic["note"][0]["text"]
+    assert {r["reference"] for r in phrenic["reasonReference"]} == {"Condition/tw", "Condition/dia"}
+    assert validation_errors(phrenic) == []
+    referrals = [r for r in created(card) if "coding" in r["code"]]
+    assert {r["priority"] for r in referrals} == {"urgent"}
+    assert codes(card) == {"306275005", "308474002"}
+
+
+def test_myasthenia_with_respiratory_insufficiency_fires():
+    mg = condition("mg", concept(ICD10CM, "G70.01", "Myasthenia gravis with (acute) exacerbation"))
+    insufficiency = condition("ri", concept(SNOMED, "409623005", "Respiratory insufficiency"))
+    assert run("respiratory-involvement", mg, insufficiency)
+
+
+def test_respiratory_failure_without_neuromuscular_findings_is_silent():
+    assert run("respiratory-involvement", condition("rf", concept(ICD10CM, "J96.01"))) == []
+
+
+def test_a_phrenic_test_on_file_by_name_is_not_suggested_again():
+    done = order("ph", {"text": "Phrenic nerve conduction study"}, 30, rtype="Procedure")
+    [card] = run("respiratory-involvement", twitch(), condition("dia", DIAPHRAGM), done)
+    assert _phrenic(card) == []
+    assert "Phrenic nerve test already on file" in card.detail
+
+
+def test_one_referral_on_file_leaves_the_other():
+    pulm = order("pulm", concept(SNOMED, "306273003", "Referral to chest physician"), 10)
+    [card] = run("respiratory-involvement", twitch(), condition("dia", DIAPHRAGM), pulm)
+    assert codes(card) == {"308474002"}
