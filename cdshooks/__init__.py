@@ -21,7 +21,7 @@ def create_app(settings=None) -> Flask:
 
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
-    app = Flask(__name__, instance_path=str(settings.instance_dir()))
+    app = Flask(__name__, static_folder=None, instance_path=str(settings.instance_dir()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.json.compact = True

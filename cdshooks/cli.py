@@ -1,4 +1,4 @@
-"""The ``cdshooks`` command: rules, token, evaluate, simulate, feedback-report.
+"""The ``cdshooks`` command: rules, token, evaluate, simulate, load-fixtures, feedback-report.
 
 Every command prints a one-line error and exits non-zero on bad input; no tracebacks.
 """
