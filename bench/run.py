@@ -38,11 +38,6 @@ SAMPLES = REPO.parent / "shared" / "fhir_samples" / "synthea_r4_bundles_smart"
 SERVICE = "/cds-services/fasciculation-patient-view"
 FLOOR = "/_bench/parse"
 
-TYPE_TO_KEY = {
-    "Condition": "conditions", "Observation": "observations", "MedicationRequest": "medicationRequests",
-    "MedicationStatement": "medicationStatements", "ServiceRequest": "serviceRequests",
-    "Procedure": "procedures", "DiagnosticReport": "diagnosticReports", "Medication": "medicationRequests",
-}
 
 
 def _free_port() -> int:
@@ -78,10 +73,16 @@ def _searchset(resources: list[dict]) -> dict:
             "entry": [{"fullUrl": f"urn:uuid:{r.get('id', uuid.uuid4())}", "resource": r} for r in resources]}
 
 
-def prefetch_from(resources: list[dict], keys: list[str]) -> dict:
-    grouped: dict[str, list[dict]] = {k: [] for k in keys}
+def prefetch_from(resources: list[dict], templates: dict[str, str]) -> dict:
+    """A sloppy EHR's prefetch: every resource of a template's type, unfiltered, under the
+    first key of that type (a referenced Medication beside the MedicationRequests)."""
+    first: dict[str, str] = {}
+    for key in sorted(templates):
+        first.setdefault(templates[key].split("?", 1)[0], key)
+    first.setdefault("Medication", first.get("MedicationRequest", ""))
+    grouped: dict[str, list[dict]] = {k: [] for k in templates}
     for r in resources:
-        key = TYPE_TO_KEY.get(r.get("resourceType"))
+        key = first.get(r.get("resourceType"))
         if key in grouped:
             grouped[key].append(r)
     return {k: _searchset(v) for k, v in grouped.items()}
@@ -183,7 +184,8 @@ def main() -> int:
     proc = start_server(port, workdir)
     base = f"http://127.0.0.1:{port}"
     try:
-        keys = sorted(requests.get(f"{base}/cds-services", timeout=5).json()["services"][0]["prefetch"])
+        services = requests.get(f"{base}/cds-services", timeout=5).json()["services"]
+        templates = next(s for s in services if s["hook"] == "patient-view")["prefetch"]
         typical_res = synthetic_resources(100_000)
         large = synthea_resources()
         large_res, large_name = large if large else (synthetic_resources(1_000_000, seed=11), "synthetic")
@@ -193,7 +195,7 @@ def main() -> int:
             body = json.dumps({
                 "hook": "patient-view", "hookInstance": str(uuid.uuid4()),
                 "context": {"userId": "Practitioner/bench", "patientId": "bench"},
-                "prefetch": prefetch_from(resources, keys),
+                "prefetch": prefetch_from(resources, templates),
             }).encode()
             for clients in (1, 8):
                 floor = measure(base + FLOOR, body, clients, args.requests, args.seconds)

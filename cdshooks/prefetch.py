@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import quote
 
-from .terminology import valueset
+from .terminology import CPT, ICD10CM, LOINC, SNOMED, valueset
 
-__all__ = ["DATA_KEYS", "DataKey", "templates_for", "expand_template", "gather", "Gathered",
+__all__ = ["DATA_KEYS", "DataKey", "templates_for", "resource_type", "expand_template", "gather", "Gathered",
            "DataUnavailable", "USER_TOKENS"]
 
 
@@ -36,19 +36,24 @@ class DataKey:
     count: int
     fixed: str = ""            # extra fixed parameters
     coded: bool = True         # filtered by the codes of the rules' value sets
+    systems: tuple[str, ...] = ()  # code systems searched (empty: all)
 
 
 DATA_KEYS: dict[str, DataKey] = {
-    "conditions": DataKey("Condition", "-recorded-date", 100),
-    "observations": DataKey("Observation", "-date", 200),
+    "conditions": DataKey("Condition", "-recorded-date", 100, systems=(SNOMED, ICD10CM)),
+    "observations": DataKey("Observation", "-date", 200, systems=(SNOMED, LOINC)),
     "medicationRequests": DataKey("MedicationRequest", "-authoredon", 100,
                                   "status=active,on-hold&_include=MedicationRequest:medication", coded=False),
     "medicationStatements": DataKey("MedicationStatement", "-effective", 100, "status=active,intended",
                                     coded=False),
-    "serviceRequests": DataKey("ServiceRequest", "-authored", 50, "status=active,completed"),
-    "procedures": DataKey("Procedure", "-date", 50),
-    "diagnosticReports": DataKey("DiagnosticReport", "-date", 50),
+    "serviceRequests": DataKey("ServiceRequest", "-authored", 50, "status=active,completed",
+                               systems=(SNOMED, LOINC, CPT)),
+    "procedures": DataKey("Procedure", "-date", 50, systems=(SNOMED, LOINC, CPT)),
+    "diagnosticReports": DataKey("DiagnosticReport", "-date", 50, systems=(SNOMED, LOINC, CPT)),
 }
+
+# Longest code list in one template: URLs stay well under the 8 KB request lines servers accept.
+MAX_CODES_CHARS = 3000
 
 USER_TOKENS = {
     "userPractitionerId": "Practitioner",
@@ -61,7 +66,11 @@ _TOKEN = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 
 def templates_for(rules: Iterable) -> dict[str, str]:
-    """The prefetch templates of a service whose rules are ``rules``."""
+    """The prefetch templates of a service whose rules are ``rules``.
+
+    A data key whose code list would make a long URL is split into several templates
+    (``conditions``, ``conditions-2``, ...); their results all land in the same record.
+    """
     wanted: dict[str, set[str]] = {}
     for r in rules:
         for key, names in r.reads.items():
@@ -71,22 +80,38 @@ def templates_for(rules: Iterable) -> dict[str, str]:
         if key not in wanted:
             continue
         spec = DATA_KEYS[key]
-        params = ["patient={{context.patientId}}"]
+        chunks: list[list[str]] = [[]]
         if spec.coded:
-            codes: list[str] = []
+            seen: set[str] = set()
+            size = 0
             for name in sorted(wanted[key]):
                 for token in valueset(name).query_codes():
-                    if token not in codes:
-                        codes.append(token)
+                    system = token.partition("|")[0]
+                    if token in seen or (spec.systems and system not in spec.systems):
+                        continue
+                    seen.add(token)
+                    encoded = quote(token, safe=":/.-")
+                    if size + len(encoded) > MAX_CODES_CHARS and chunks[-1]:
+                        chunks.append([])
+                        size = 0
+                    chunks[-1].append(encoded)
+                    size += len(encoded) + 1
+        for i, codes in enumerate(chunks, start=1):
+            params = ["patient={{context.patientId}}"]
             if codes:
-                params.append("code=" + ",".join(quote(c, safe=":/.|-") for c in codes))
-        if spec.fixed:
-            params.append(spec.fixed)
-        if spec.sort:
-            params.append(f"_sort={spec.sort}")
-        params.append(f"_count={spec.count}")
-        out[key] = f"{spec.resource_type}?{'&'.join(params)}"
+                params.append("code=" + ",".join(codes))
+            if spec.fixed:
+                params.append(spec.fixed)
+            if spec.sort:
+                params.append(f"_sort={spec.sort}")
+            params.append(f"_count={spec.count}")
+            out[key if i == 1 else f"{key}-{i}"] = f"{spec.resource_type}?{'&'.join(params)}"
     return out
+
+
+def resource_type(template: str) -> str:
+    """The resource type a template searches or reads."""
+    return template.split("?", 1)[0].split("/", 1)[0]
 
 
 def expand_template(template: str, context: dict, user_id: str | None = None) -> str | None:

@@ -67,6 +67,7 @@ class Record:
         self._by_ref: dict[str, dict] = {}
         self._models: dict[int, object] = {}
         self._indexes: dict[str, _TypeIndex] = {}
+        self._memo: dict[object, object] = {}
         seen: set[str] = set()
         for res in resources:
             rtype = res.get("resourceType")
@@ -123,6 +124,12 @@ class Record:
             self._models[key] = parsed
         return self._models[key]
 
+    def memo(self, key: object, compute):
+        """``compute()`` once per call for ``key``: shared lookups several rules make."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
     # -- code lookups ---------------------------------------------------------------
     def _index(self, rtype: str) -> _TypeIndex:
         idx = self._indexes.get(rtype)
@@ -158,6 +165,9 @@ class Record:
     def coded(self, rtype: str, vs: ValueSet, field_name: str | None = None) -> list[dict]:
         """Raw resources of ``rtype`` whose main code (or ``field_name``) is in ``vs``, in record order."""
         field_name = field_name or CONCEPT_FIELDS.get(rtype, "code")
+        return list(self.memo(("coded", rtype, vs.name, field_name), lambda: self._coded(rtype, vs, field_name)))
+
+    def _coded(self, rtype: str, vs: ValueSet, field_name: str) -> list[dict]:
         if field_name != CONCEPT_FIELDS.get(rtype, "code"):
             return [r for r in self._by_type.get(rtype, ()) if vs.matches(r.get(field_name))]
         idx = self._index(rtype)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Iterable
 
@@ -77,7 +77,7 @@ class ValueSet:
     names: tuple[str, ...]
     codings: tuple[dict, ...] = field(repr=False, default=())
 
-    @property
+    @cached_property
     def first_words(self) -> frozenset[str]:
         return frozenset(concept_words(n)[0] for n in self.names if concept_words(n))
 

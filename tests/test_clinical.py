@@ -719,3 +719,18 @@ def test_us_core_examples():
     assert potassium is not None and not potassium.low
     for name in ("medicationrequest-contained-oral-axid.json", "medicationrequest-referenced-oral-axid.json"):
         medication_of(load(name), Record("example", [], now))  # resolves or not, never raises
+
+
+def test_sandbox_pill_doses_count_tablets_of_a_known_product():
+    """The CDS Hooks sandbox's Rx View writes doses in {pill}: 2 pills of a 10 mg tablet twice daily = 40 mg."""
+    from cdshooks.clinical import daily_dose_mg
+    from cdshooks.terminology import product
+
+    order = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
+             "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                       "code": "197391"}]},
+             "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 2, "unit": "{pill}",
+                                                                       "system": "http://unitsofmeasure.org",
+                                                                       "code": "{pill}"}}],
+                                    "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}}}]}
+    assert daily_dose_mg(order, product(order["medicationCodeableConcept"])) == 40

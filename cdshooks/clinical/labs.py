@@ -114,16 +114,30 @@ def _below(value: float, comparator: object, limit: float) -> bool:
 
 
 def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, float, datetime]]:
-    out = []
-    for raw in record.coded("Observation", valueset(spec.valueset)):
-        quantity = raw.get("valueQuantity")
-        if raw.get("status") not in RESULT_STATUSES or not isinstance(quantity, dict):
-            continue
-        value, when = number(quantity.get("value")), first_time(raw, *_TIME_PATHS)
-        if value is None or when is None or not valid(record, raw):
-            continue
-        out.append((raw, value, when))
-    return out
+    """Results of the lab with a value and a time, newest first, read from the raw JSON only.
+
+    Whether a candidate is valid FHIR is asked (``_valid_first``) only of the ones a rule
+    ends up using, so a long lab history costs no model building.
+    """
+    def compute() -> list[tuple[dict, float, datetime]]:
+        out = []
+        for raw in record.coded("Observation", valueset(spec.valueset)):
+            quantity = raw.get("valueQuantity")
+            if raw.get("status") not in RESULT_STATUSES or not isinstance(quantity, dict):
+                continue
+            value, when = number(quantity.get("value")), first_time(raw, *_TIME_PATHS)
+            if value is None or when is None:
+                continue
+            out.append((raw, value, when))
+        out.sort(key=lambda c: c[2], reverse=True)
+        return out
+
+    return record.memo(("lab-candidates", spec.name), compute)
+
+
+def _valid_first(record: Record, candidates) -> tuple[dict, float, datetime] | None:
+    """The first candidate that is valid FHIR (an invalid one is skipped and counted)."""
+    return next((c for c in candidates if valid(record, c[0])), None)
 
 
 def _range_low(raw: dict, unit: str, spec: LabSpec) -> tuple[float, float | None] | None:
@@ -182,25 +196,22 @@ def _result(record: Record, spec: LabSpec, raw: dict, value: float, when: dateti
 
 def _albumin_near(record: Record, when: datetime, days: int) -> LabResult | None:
     spec = LABS["albumin"]
-    best = None
-    for raw, value, at in _candidates(record, spec):
-        gap = abs(at - when)
-        if gap <= timedelta(days=days) and _unit(raw["valueQuantity"]) in spec.units:
-            if best is None or gap < best[0]:
-                best = (gap, raw, value, at)
+    near = [c for c in _candidates(record, spec)
+            if abs(c[2] - when) <= timedelta(days=days) and _unit(c[0]["valueQuantity"]) in spec.units]
+    best = _valid_first(record, sorted(near, key=lambda c: abs(c[2] - when)))
     if best is None:
         return None
-    return _result(record, spec, best[1], best[2], best[3], days)
+    return _result(record, spec, best[0], best[1], best[2], days)
 
 
 def latest_lab(record: Record, lab: str, now: datetime, window_days: int,
                albumin_days: int = 7) -> LabResult | None:
     """The newest result of ``lab`` (a key of ``LABS``) inside the window, judged; None if none."""
     spec = LABS[lab]
-    recent = [c for c in _candidates(record, spec) if within(c[2], now, window_days)]
-    if not recent:
+    newest = _valid_first(record, (c for c in _candidates(record, spec) if within(c[2], now, window_days)))
+    if newest is None:
         return None
-    raw, value, when = max(recent, key=lambda c: c[2])
+    raw, value, when = newest
     return _result(record, spec, raw, value, when, albumin_days)
 
 

@@ -34,7 +34,9 @@ STATEMENT_STATUSES = {"active", "intended"}
 _MASS_MG = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0, "g": 1000.0, "gram": 1000.0, "grams": 1000.0,
             "ug": 0.001, "mcg": 0.001, "microgram": 0.001, "micrograms": 0.001}
 # Units meaning "one unit of the product" (UCUM annotations lose their braces first).
-_UNIT_FORMS = {"tablet", "tablets", "tab", "tabs", "tbl", "capsule", "capsules", "cap", "caps", "each", "ea"}
+# Units that count solid dose forms (braces stripped); "{pill}" is what the CDS Hooks sandbox's Rx View sends.
+_UNIT_FORMS = {"tablet", "tablets", "tab", "tabs", "tbl", "capsule", "capsules", "cap", "caps", "each", "ea",
+               "pill", "pills"}
 _PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
 # HL7 v3 GTSAbbreviation timing codes, used only when timing.repeat gives no period.
 _TIMING_CODES = {"QD": 1.0, "AM": 1.0, "PM": 1.0, "BID": 2.0, "TID": 3.0, "QID": 4.0, "QOD": 0.5,
