@@ -197,7 +197,8 @@ class Engine:
 
 
 def _sorted(cards: list[Card]) -> list[Card]:
-    return sorted(cards, key=lambda c: INDICATORS.index(c.indicator))
+    """Most urgent first; cards of equal urgency by rule id, so answers are deterministic."""
+    return sorted(cards, key=lambda c: (INDICATORS.index(c.indicator), c.rule_id or ""))
 
 
 def _dedupe_orders(cards: list[Card]) -> list[Card]:

@@ -1,4 +1,4 @@
-"""radiculopathy-evaluation: leg twitching with radicular or sensory symptoms (info).
+"""radiculopathy-evaluation: leg twitching with radicular or sensory symptoms (warning).
 
 Fires when
 
@@ -31,6 +31,11 @@ radiculopathy from nerve root compression"; "Diagnostic Approach", for twitching
 additional symptoms: "Perform detailed neurological examination checking for weakness,
 reflex changes, and sensory deficits", "Order EMG and nerve conduction studies".
 
+Where RULES.md and the guideline disagree, the guideline wins: RULES.md gives this card
+``info``, but 003 lists radiating sensory change among the "Red Flags Requiring Immediate
+Evaluation" ("Seek urgent assessment"), beside claudication, which the catalogue rates
+``warning``. The card is therefore a ``warning``.
+
 Choices where RULES.md is silent:
 
 * A sensory change counts unless its record places it outside the lower limb (a
@@ -60,7 +65,7 @@ _FINDINGS = ("fasciculation",) + _RADICULAR + _SENSORY + _PLACING
     id="radiculopathy-evaluation",
     title="Leg twitching with radicular or sensory symptoms: neurological exam, EMG and nerve conduction",
     hooks=("patient-view",),
-    indicator="info",
+    indicator="warning",
     reads={
         "conditions": _FINDINGS,
         "observations": _FINDINGS,
@@ -100,4 +105,4 @@ def evaluate(call: Call) -> Card | None:
     return Card(
         summary="Leg twitching with radicular or sensory symptoms: detailed neurological exam, EMG and "
                 "nerve conduction",
-        indicator="info", detail=render_detail(why, guideline), suggestions=[suggestion])
+        indicator="warning", detail=render_detail(why, guideline), suggestions=[suggestion])

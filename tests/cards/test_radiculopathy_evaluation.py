@@ -11,7 +11,7 @@ EMG = concept(SNOMED, "42803009", "Electromyography")
 
 def test_suggests_emg_for_the_twitching_and_the_sciatica():
     [card] = run("radiculopathy-evaluation", twitch(bodySite=LEG), SCIATICA)
-    assert card.indicator == "info"
+    assert card.indicator == "warning"
     resource = card.suggestions[0].actions[0].resource
     assert resource["code"]["coding"][0]["code"] == "42803009"
     assert [r["reference"] for r in resource["reasonReference"]] == ["Condition/tw", "Condition/sc"]
