@@ -65,17 +65,6 @@ def _aware_now(now: datetime | None) -> datetime:
     return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
 
-def _about_other_patient(resource: dict, patient_id: str) -> bool:
-    """True when a resource's subject/patient is plainly another ``Patient/<id>``."""
-    for key in ("subject", "patient"):
-        ref = resource.get(key)
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-            parts = ref["reference"].rstrip("/").split("/")
-            if len(parts) >= 2 and parts[-2] == "Patient":
-                return parts[-1] != patient_id
-    return False
-
-
 class Engine:
     def __init__(self, settings: Settings, store: Store | None):
         self.settings = settings
@@ -123,21 +112,18 @@ class Engine:
                                    expression=[f"prefetch.{k}" for k in exc.keys]) from None
         t_gathered = time.monotonic()
 
-        resources, foreign = [], 0
-        for value in gathered.values.values():
-            for res in flatten(value):
-                if _about_other_patient(res, patient_id):
-                    foreign += 1
-                else:
-                    resources.append(res)
+        record = Record.from_prefetch(patient_id, gathered.values.values(), now)
         drafts, orders = self._orders(service.hook, context)
-        resources.extend(r for r in drafts if r.get("resourceType") == "Medication")
-        record = Record(patient_id, resources, now)
+        for draft in drafts:
+            if draft.get("resourceType") == "Medication":
+                record.ingest(draft)
+        t_record = time.monotonic()
         call = Call(hook=service.hook, now=now, record=record, settings=self.settings.rules,
                     orders=orders, draft_orders=[r for r in drafts if r.get("resourceType") != "Medication"])
 
         cards, failed = self._run(service, call, hook_instance)
         cards = _sorted(_dedupe_orders(cards))
+        t_rules = time.monotonic()
         issued = []
         for card in cards:
             card.uuid = str(uuid.uuid4())
@@ -147,13 +133,17 @@ class Engine:
         if self.store is not None:
             self.store.record_issued(service.id, hook_instance, issued)
         finished = time.monotonic()
+
+        def ms(a: float, b: float) -> float:
+            return round((b - a) * 1000, 2)
+
         logs.event(
             "hook.answered", hook=service.hook, hook_instance=hook_instance,
             rules_fired=sorted({c.rule_id for c in cards if c.rule_id}), rules_failed=failed, cards=len(cards),
-            resources=record.count(), invalid_resources=record.invalid, other_patient_resources=foreign,
-            fetched_keys=gathered.fetched, ms_data=round((t_gathered - started) * 1000, 2),
-            ms_fetch=round(gathered.fetch_ms, 2), ms_rules=round((finished - t_gathered) * 1000, 2),
-            ms_total=round((finished - started) * 1000, 2),
+            resources=record.count(), invalid_resources=record.invalid, other_patient_resources=record.other_patient,
+            fetched_keys=gathered.fetched, ms_data=ms(started, t_gathered), ms_fetch=round(gathered.fetch_ms, 2),
+            ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
+            ms_total=ms(started, finished),
         )
         return {"cards": [c.to_json() for c in cards]}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 from typing import Iterable
 
@@ -51,7 +51,13 @@ def normalize_code(system: str | None, code: str | None) -> str:
 
 def concept_words(text: str | None) -> list[str]:
     """Lower-case words of a display or text, the unit name matching works on."""
-    return _WORD.findall((text or "").replace("\u200b", "").lower())
+    return list(_words(text or ""))
+
+
+@lru_cache(maxsize=8192)
+def _words(text: str) -> tuple[str, ...]:
+    # records repeat the same displays ("Potassium", "Heart rate") thousands of times
+    return tuple(_WORD.findall(text.replace("\u200b", "").lower()))
 
 
 def _name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:

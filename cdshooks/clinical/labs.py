@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 
 from ..record import Record
 from ..terminology import valueset
-from .dates import within
+from .dates import FUTURE_TOLERANCE
 from .elements import codes_of, first_time, number, reference_of, valid, words_of
 
 __all__ = ["LabSpec", "LABS", "LabResult", "latest_lab", "latest_calcium", "calcium_low",
@@ -113,26 +113,58 @@ def _below(value: float, comparator: object, limit: float) -> bool:
     return value <= limit if comparator in ("<", "<=") else value < limit
 
 
-def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, float, datetime]]:
-    """Results of the lab with a value and a time, newest first, read from the raw JSON only.
+def _time_key(raw: dict) -> str:
+    """The result's time as sent (``effectiveDateTime``, ``effectivePeriod.end``, ...), for ordering."""
+    for path in _TIME_PATHS:
+        value: object = raw
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and value[:4].isdigit():
+            return value
+    return ""
 
-    Whether a candidate is valid FHIR is asked (``_valid_first``) only of the ones a rule
-    ends up using, so a long lab history costs no model building.
+
+def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, float, str]]:
+    """Results of the lab with a value, newest first by the time as sent, from the raw JSON only.
+
+    Times are parsed, and validity as FHIR asked (``_valid_first``), only for the results a
+    window can reach, so a long lab history costs neither date parsing nor model building.
     """
-    def compute() -> list[tuple[dict, float, datetime]]:
+    def compute() -> list[tuple[dict, float, str]]:
         out = []
         for raw in record.coded("Observation", valueset(spec.valueset)):
             quantity = raw.get("valueQuantity")
             if raw.get("status") not in RESULT_STATUSES or not isinstance(quantity, dict):
                 continue
-            value, when = number(quantity.get("value")), first_time(raw, *_TIME_PATHS)
-            if value is None or when is None:
+            value, key = number(quantity.get("value")), _time_key(raw)
+            if value is None or not key:
                 continue
-            out.append((raw, value, when))
+            out.append((raw, value, key))
         out.sort(key=lambda c: c[2], reverse=True)
         return out
 
     return record.memo(("lab-candidates", spec.name), compute)
+
+
+def _dated(candidates: list[tuple[dict, float, str]], start: datetime, end: datetime) -> list[tuple[dict, float, datetime]]:
+    """Candidates timed between ``start`` and ``end`` (inclusive), parsed; newest first.
+
+    ISO 8601 times sort by their date part, give or take a day of time zone offset, so
+    only those whose date part is within a day of the range are parsed at all.
+    """
+    lo, hi = (start - timedelta(days=1)).date().isoformat(), (end + timedelta(days=1)).date().isoformat()
+    out = []
+    for raw, value, key in candidates:
+        day = key[:10]
+        if day > hi:
+            continue
+        if day < lo:
+            break
+        when = first_time(raw, *_TIME_PATHS)
+        if when is not None and start <= when <= end:
+            out.append((raw, value, when))
+    out.sort(key=lambda c: c[2], reverse=True)
+    return out
 
 
 def _valid_first(record: Record, candidates) -> tuple[dict, float, datetime] | None:
@@ -196,8 +228,9 @@ def _result(record: Record, spec: LabSpec, raw: dict, value: float, when: dateti
 
 def _albumin_near(record: Record, when: datetime, days: int) -> LabResult | None:
     spec = LABS["albumin"]
-    near = [c for c in _candidates(record, spec)
-            if abs(c[2] - when) <= timedelta(days=days) and _unit(c[0]["valueQuantity"]) in spec.units]
+    span = timedelta(days=days)
+    near = [c for c in _dated(_candidates(record, spec), when - span, when + span)
+            if _unit(c[0]["valueQuantity"]) in spec.units]
     best = _valid_first(record, sorted(near, key=lambda c: abs(c[2] - when)))
     if best is None:
         return None
@@ -208,7 +241,8 @@ def latest_lab(record: Record, lab: str, now: datetime, window_days: int,
                albumin_days: int = 7) -> LabResult | None:
     """The newest result of ``lab`` (a key of ``LABS``) inside the window, judged; None if none."""
     spec = LABS[lab]
-    newest = _valid_first(record, (c for c in _candidates(record, spec) if within(c[2], now, window_days)))
+    recent = _dated(_candidates(record, spec), now - timedelta(days=window_days), now + FUTURE_TOLERANCE)
+    newest = _valid_first(record, recent)
     if newest is None:
         return None
     raw, value, when = newest
