@@ -108,7 +108,7 @@ def _cors(resp: Response) -> Response:
     elif origin and origin in allowed:
         resp.headers["Access-Control-Allow-Origin"] = origin
         resp.headers.add("Vary", "Origin")
-    if st.verifier is None and request.path.startswith("/cds-services"):
+    if st.verifier is None:
         resp.headers[AUTH_OFF_HEADER] = "off"
     return resp
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from cdshooks.fhir import validation_errors
-
-from .cramp_fhir import ICD10CM, SNOMED, concept, cirrhosis, condition, cramp, med, mg, run, rx, tablets, text, twitch
+from .fhir_builders import (ICD10CM, SNOMED, cirrhosis, concept, condition, cramp, med, med_draft, mg, only_action,
+                            run, rx, tablets, text, twitch, valid)
 
 TABLET_10 = rx("197391", "baclofen 10 MG Oral Tablet")
 TABLET_20 = rx("197392", "baclofen 20 MG Oral Tablet")
@@ -13,15 +12,15 @@ ORAL = {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route
 
 
 def draft(rid: str = "d1", medication: dict = TABLET_20, **dosing) -> dict:
-    res = med(rid, medication, status="draft", days_ago=0, **dosing)
+    """A draft baclofen order (20 mg tablets unless told), taken by mouth when it has a dosage."""
+    res = med_draft(rid, medication, **dosing)
     if "dosageInstruction" in res:
         res["dosageInstruction"][0]["route"] = ORAL
     return res
 
 
 def update_of(card) -> dict:
-    [suggestion] = card.suggestions
-    [action] = suggestion.actions
+    action = only_action(card)
     assert action.type == "update"
     return action.resource
 
@@ -36,7 +35,7 @@ def test_a_first_order_above_10_mg_is_corrected_in_place():
     [card] = run("baclofen-dosing", cramp(), drafts=(order,))
     assert card.indicator == "warning" and "60 mg/day" in card.detail and "use 10 mg/day" in card.summary
     fixed = update_of(card)
-    assert validation_errors(fixed) == []
+    assert valid(card)
     assert fixed["id"] == "d1" and fixed["status"] == "draft" and fixed["medicationCodeableConcept"] == TABLET_20[
         "medicationCodeableConcept"]
     assert daily(fixed) == 10 and fixed["dosageInstruction"][0]["route"] == ORAL

@@ -6,22 +6,16 @@ import pytest
 
 from cdshooks.cards._baclofen import regimen
 
-from .cramp_fhir import ago, cirrhosis, cramp, med, mg, run, rx, tablets, text, twitch, valid
+from .fhir_builders import ago, cirrhosis, cramp, med, mg, only_action, run, rx, tablets, text, twitch, valid
 
 TABLET_10 = rx("197391", "baclofen 10 MG Oral Tablet")
-
-
-def suggested(card) -> dict:
-    [suggestion] = card.suggestions
-    [action] = suggestion.actions
-    return action.resource
 
 
 def test_one_step_up_keeps_a_once_daily_schedule_and_points_to_the_current_order():
     current = med("bac", TABLET_10, dose=tablets(1), per_day=1, days_ago=8)
     [card] = run("baclofen-titration", cirrhosis(), cramp(), current)
     assert card.indicator == "info" and valid(card)
-    order = suggested(card)
+    order = only_action(card).resource
     dosage = order["dosageInstruction"][0]
     assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 20
     assert dosage["timing"]["repeat"]["frequency"] == 1
@@ -33,7 +27,7 @@ def test_one_step_up_keeps_a_once_daily_schedule_and_points_to_the_current_order
 def test_the_step_never_passes_30_mg_a_day():
     current = med("bac", text("baclofen 12.5 mg"), dose=mg(12.5), per_day=2, days_ago=8)  # 25 mg/day
     [card] = run("baclofen-titration", cirrhosis(), cramp(), current)
-    dosage = suggested(card)["dosageInstruction"][0]
+    dosage = only_action(card).resource["dosageInstruction"][0]
     assert (dosage["doseAndRate"][0]["doseQuantity"]["value"], dosage["timing"]["repeat"]["frequency"]) == (10, 3)
     assert run("baclofen-titration", cirrhosis(), cramp(), med("bac", TABLET_10, dose=mg(10), per_day=3,
                                                                 days_ago=30)) == []

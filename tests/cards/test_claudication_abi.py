@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .leg_fhir import CPT, LOINC, SNOMED, concept, condition, order, run, site, twitch
+from .fhir_builders import CPT, LOINC, SNOMED, concept, condition, order, run, site, twitch
 
 CLAUDICATION = condition("ic", concept(SNOMED, "63491006", "Intermittent claudication"))
 LEG = site(code="61685007")

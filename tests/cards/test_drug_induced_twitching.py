@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cramp_fhir import RXNORM, concept, med, run, rx, text, twitch
+from .fhir_builders import RXNORM, concept, med, run, rx, text, twitch
 
 IRINOTECAN = med("iri", rx("1726319", "2 ML irinotecan hydrochloride 20 MG/ML Injection"))
 

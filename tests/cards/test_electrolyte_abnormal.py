@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from .cramp_fhir import LOINC, ago, concept, cramp, lab, order, run, twitch, valid
+from .fhir_builders import LOINC, ago, codes, concept, cramp, lab, order, run, twitch, valid
 
 K, MG, CA, CA_ION, ALB = "2823-3", "19123-9", "17861-6", "1994-3", "1751-7"
 LOW_K = {"interpretation": [concept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "L")]}
-
-
-def codes(card) -> set[str]:
-    return {c["code"] for s in card.suggestions for a in s.actions for c in a.resource["code"]["coding"]}
 
 
 def test_a_fresh_low_value_is_named_with_its_date_and_reason_and_not_repeated():

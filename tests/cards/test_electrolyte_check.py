@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from .cramp_fhir import CPT_MG, LOINC, concept, cramp, lab, order, run, twitch, valid
+from .fhir_builders import CPT, LOINC, codes, concept, cramp, lab, order, run, twitch, valid
 
 K, MG, CA, CA_ION = "2823-3", "19123-9", "17861-6", "1994-3"
-
-
-def codes(card) -> set[str]:
-    return {c["code"] for s in card.suggestions for a in s.actions for c in a.resource["code"]["coding"]}
 
 
 def test_no_results_suggests_the_bmp_and_magnesium():
@@ -40,7 +36,7 @@ def test_a_result_outside_the_window_is_missing_and_the_window_is_a_setting():
 
 def test_orders_already_placed_are_not_suggested_again():
     bmp = order("bmp", concept(LOINC, "24321-2"), 10, status="active")
-    mg_cpt = order("mg", concept(CPT_MG[0], CPT_MG[1]), 10, rtype="Procedure")
+    mg_cpt = order("mg", concept(CPT, "83735"), 10, rtype="Procedure")
     [card] = run("electrolyte-check", cramp(), bmp)
     assert codes(card) == {"19123-9"} and "basic metabolic panel test is already ordered" in card.detail
     assert run("electrolyte-check", cramp(), bmp, mg_cpt) == []

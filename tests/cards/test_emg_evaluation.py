@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from cdshooks.fhir import validation_errors
-
-from .neuro_fhir import SNOMED, ago, concept, condition, created, codes, finding, order, run, twitch
+from .fhir_builders import PATIENT, SNOMED, ago, codes, concept, condition, created, finding, order, run, twitch, valid
 
 EMG = concept(SNOMED, "42803009", "Electromyography")
 
@@ -19,11 +17,11 @@ def test_persistence_uses_the_setting():
     assert run("emg-evaluation", twitch(onset_days=20)) == []
     [card] = run("emg-evaluation", twitch(onset_days=20), persistent_days=14)
     assert codes(card) == {"42803009"} and card.indicator == "warning"
-    assert validation_errors(created(card)[0]) == []
+    assert valid(card)
 
 
 def test_an_undated_twitch_fires_only_with_another_symptom():
-    undated = {"resourceType": "Observation", "id": "tw", "status": "final", "subject": {"reference": "Patient/p1"},
+    undated = {"resourceType": "Observation", "id": "tw", "status": "final", "subject": PATIENT,
                "code": concept(SNOMED, "82470000")}
     assert run("emg-evaluation", undated) == []
     stiffness = finding("st", concept(SNOMED, "16046003", "Muscle stiffness"))

@@ -6,7 +6,7 @@ import pytest
 
 from cdshooks.cards.hamstring_twitch_care import SILENCED_BY
 
-from .leg_fhir import ICD10CM, SNOMED, concept, condition, lab, run, site, twitch
+from .fhir_builders import ICD10CM, PATIENT, SNOMED, concept, condition, lab, run, site, twitch
 
 HAMSTRING = site(code="88225001")
 STRAIN = condition("hs", concept(ICD10CM, "S76.311A", "Strain of hamstring, right thigh"))
@@ -84,7 +84,7 @@ def test_unlocated_twitching_is_placed_by_a_hamstring_strain():
 
 
 def test_thigh_pain_observation_places_it_too():
-    pain = {"resourceType": "Observation", "id": "tp", "status": "final", "subject": {"reference": "Patient/p1"},
+    pain = {"resourceType": "Observation", "id": "tp", "status": "final", "subject": PATIENT,
             "code": concept(SNOMED, "78514002", "Thigh pain"), "effectiveDateTime": "2026-02-25"}
     assert run("hamstring-twitch-care", twitch(), pain)
     assert run("hamstring-twitch-care", twitch(), {**pain, "valueBoolean": False}) == []

@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
-from .cramp_fhir import RXNORM, concept, med, mg, run, rx, tablets, text
+from .fhir_builders import RXNORM, concept, med_draft, mg, run, rx, tablets, text
 
 GLUCONATE = rx("852920", "quinidine gluconate 324 MG Extended Release Oral Tablet")
 
 
-def draft(rid: str, medication: dict, **dosing) -> dict:
-    return med(rid, medication, status="draft", days_ago=0, **dosing)
-
-
 def test_above_400_mg_a_day_is_a_warning_with_the_computed_dose():
-    [card] = run("quinidine-caution", drafts=(draft("q", GLUCONATE, dose=tablets(1), per_day=3),))
+    [card] = run("quinidine-caution", drafts=(med_draft("q", GLUCONATE, dose=tablets(1), per_day=3),))
     assert card.indicator == "warning" and "972 mg/day" in card.detail and card.suggestions == []
     assert "one-third" in card.detail
 
 
 def test_at_or_below_400_or_unknown_is_info():
-    [at] = run("quinidine-caution", drafts=(draft("q", text("quinidine sulfate 200 mg"), dose=mg(200), per_day=2),))
+    [at] = run("quinidine-caution", drafts=(med_draft("q", text("quinidine sulfate 200 mg"), dose=mg(200), per_day=2),))
     assert at.indicator == "info" and "400 mg/day" in at.detail
-    [unknown] = run("quinidine-caution", drafts=(draft("q", rx("852877"), per_day=2),))
+    [unknown] = run("quinidine-caution", drafts=(med_draft("q", rx("852877"), per_day=2),))
     assert unknown.indicator == "info" and "not computable" in unknown.detail
 
 
 def test_one_card_per_quinidine_order_and_a_contained_medication_counts():
-    contained = draft("c", {"medicationReference": {"reference": "#m"}}, dose=mg(300), per_day=2,
+    contained = med_draft("c", {"medicationReference": {"reference": "#m"}}, dose=mg(300), per_day=2,
                       contained=[{"resourceType": "Medication", "id": "m", "code": concept(RXNORM, "9068")}])
-    cards = run("quinidine-caution", drafts=(contained, draft("q", GLUCONATE, dose=tablets(1), per_day=1)))
+    cards = run("quinidine-caution", drafts=(contained, med_draft("q", GLUCONATE, dose=tablets(1), per_day=1)))
     assert [c.indicator for c in cards] == ["warning", "info"]
 
 
 def test_quinine_and_unselected_orders_are_not_judged():
-    quinine = draft("qn", text("Quinine sulfate 324 mg capsule"), dose=mg(324), per_day=3)
-    quinidine = draft("q", GLUCONATE, dose=tablets(1), per_day=3)
+    quinine = med_draft("qn", text("Quinine sulfate 324 mg capsule"), dose=mg(324), per_day=3)
+    quinidine = med_draft("q", GLUCONATE, dose=tablets(1), per_day=3)
     assert run("quinidine-caution", drafts=(quinine,)) == []
     assert run("quinidine-caution", drafts=(quinine, quinidine), selected=(quinine,)) == []

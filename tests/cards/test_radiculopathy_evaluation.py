@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .leg_fhir import ICD10CM, SNOMED, concept, condition, order, run, site, twitch
+from .fhir_builders import ICD10CM, SNOMED, concept, condition, order, run, site, twitch
 
 SCIATICA = condition("sc", concept(ICD10CM, "M54.41", "Lumbago with sciatica, right side"))
 LEG = site(text="right leg")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from cdshooks.fhir import validation_errors
-
-from .neuro_fhir import ICD10CM, SNOMED, concept, condition, created, codes, order, run, twitch
+from .fhir_builders import ICD10CM, SNOMED, codes, concept, condition, created, order, run, twitch, valid
 
 DIAPHRAGM = concept(SNOMED, "64228003", "Paralysis of diaphragm")
 
@@ -19,7 +17,7 @@ def test_phrenic_test_is_text_coded_with_the_quiet_breathing_note():
     assert phrenic["code"] == {"text": "Phrenic nerve stimulation with twitch pressure measurement"}
     assert "15 minutes of quiet breathing" in phrenic["note"][0]["text"]
     assert {r["reference"] for r in phrenic["reasonReference"]} == {"Condition/tw", "Condition/dia"}
-    assert validation_errors(phrenic) == []
+    assert valid(card)
     referrals = [r for r in created(card) if "coding" in r["code"]]
     assert {r["priority"] for r in referrals} == {"urgent"}
     assert codes(card) == {"306275005", "308474002"}

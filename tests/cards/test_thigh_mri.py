@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .leg_fhir import CPT, ICD10CM, LOINC, SNOMED, concept, condition, order, run, site, twitch
+from .fhir_builders import CPT, ICD10CM, LOINC, SNOMED, concept, condition, order, run, site, twitch
 
 STRAIN = condition("hs", concept(SNOMED, "481000119104", "Strain of hamstring muscle"))
 HAMSTRING = site(code="88225001")
