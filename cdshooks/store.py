@@ -13,7 +13,9 @@ Three tables:
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine,
                         delete, event, func, insert, select, text)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 __all__ = ["Store", "IssuedCard"]
 
@@ -72,6 +74,18 @@ class IssuedCard(tuple):
         return super().__new__(cls, (uuid, rule_id, indicator, suggestions))
 
 
+def _retry(action, attempts: int = 20, pause: float = 0.1):
+    """Run ``action``; on a lock or a lost schema-creation race, wait and try again."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (sqlite3.OperationalError, OperationalError, ProgrammingError, IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+    return None
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -103,13 +117,14 @@ class Store:
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn, _record) -> None:
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA busy_timeout=10000")
+                _retry(lambda: cur.execute("PRAGMA journal_mode=WAL"))  # needs a moment alone
+                cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
         else:
             engine = create_engine(self.url, pool_pre_ping=True)
-        metadata.create_all(engine)
+        # Several worker processes start at once: one creates the tables, the others see them.
+        _retry(lambda: metadata.create_all(engine))
         return engine
 
     def init(self) -> None:

@@ -153,7 +153,7 @@ def test_two_worker_processes_share_the_replay_cache(tmp_path, key):
                CDSHOOKS_INSTANCE_PATH=str(tmp_path / "instance"), CDSHOOKS_LOG_LEVEL="WARNING")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([str(gunicorn), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "w"),
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -167,7 +167,9 @@ def test_two_worker_processes_share_the_replay_cache(tmp_path, key):
             assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
             time.sleep(0.1)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-        if children.exists():
+        if children.exists():  # the second worker may still be booting when the first answers
+            while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert len(children.read_text().split()) == 2, "two worker processes serve the calls"
         replays = []
         for _ in range(12):
