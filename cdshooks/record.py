@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from . import fhir
 from .terminology import ICD10CM, ValueSet, concept_words, normalize_code
 
-__all__ = ["Record", "CONCEPT_FIELDS", "flatten", "entries"]
+__all__ = ["Record", "CONCEPT_FIELDS", "flatten"]
 
 # The element that carries each resource type's main code.
 CONCEPT_FIELDS = {
@@ -32,34 +32,16 @@ CONCEPT_FIELDS = {
 }
 
 
-def entries(value: object) -> Iterator[tuple[dict, str | None]]:
-    """``(resource, fullUrl)`` in a prefetch value: the resource itself, or a Bundle's entries (recursively).
-
-    Resources are not copied; one without an ``id`` but with a ``fullUrl`` is the exception:
-    it gets a copy carrying ``_fullUrl``, so a reference to it can still be written.
-    """
+def flatten(value: object) -> Iterator[dict]:
+    """Resources in a value: the resource itself, or a Bundle's entries (nested Bundles too)."""
     if not isinstance(value, dict):
         return
     if value.get("resourceType") == "Bundle":
         for entry in value.get("entry") or ():
             if isinstance(entry, dict):
-                resource = entry.get("resource")
-                if isinstance(resource, dict):
-                    full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-                    if resource.get("resourceType") == "Bundle":
-                        yield from entries(resource)
-                    elif full_url and "id" not in resource:
-                        yield {**resource, "_fullUrl": full_url}, full_url
-                    else:
-                        yield resource, full_url
-        return
-    if isinstance(value.get("resourceType"), str):
-        yield value, None
-
-
-def flatten(value: object) -> Iterator[dict]:
-    """Resources in a prefetch value (see ``entries``)."""
-    return (resource for resource, _ in entries(value))
+                yield from flatten(entry.get("resource"))
+    elif isinstance(value.get("resourceType"), str):
+        yield value
 
 
 def _names_other_patient(reference: str, patient_ref: str) -> bool:

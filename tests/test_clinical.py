@@ -336,7 +336,7 @@ def test_bundled_medication_by_full_url():
         {"fullUrl": "urn:uuid:7c2b", "resource": {"resourceType": "Medication", "code": IRINOTECAN}},
         {"fullUrl": "urn:uuid:91aa", "resource": med_request("b", medicationReference={"reference": "urn:uuid:7c2b"})},
     ]}
-    meds = active_medications(Record("p1", flatten(bundle), NOW))
+    meds = active_medications(Record.from_prefetch("p1", [bundle], NOW))
     assert [m.ingredients for m in meds] == [{"irinotecan"}]
 
 
