@@ -119,11 +119,22 @@ def discovery():
     return jsonify({"services": [s.discovery() for s in st.engine.services.values()]})
 
 
+def _release_after_sending(resp: Response, body: object) -> Response:
+    """Free the parsed request body only once the response has been sent.
+
+    Freeing a large prefetch (tens of thousands of objects) takes milliseconds; done after
+    the WSGI server has written the answer, the clinician does not wait for it.
+    """
+    resp.call_on_close(lambda: body)
+    return resp
+
+
 @bp.route("/cds-services/<service_id>", methods=["POST", "OPTIONS"])
 def call_service(service_id: str):
     st = state()
     st.engine.service(service_id)  # 404 before parsing the body
-    return jsonify(st.engine.answer(service_id, _json_body()))
+    body = _json_body()
+    return _release_after_sending(jsonify(st.engine.answer(service_id, body)), body)
 
 
 @bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])
@@ -153,7 +164,7 @@ def floor_blueprint() -> Blueprint:
     @floor.route("/_bench/parse", methods=["POST"])
     def parse_only():
         body = _json_body()
-        return jsonify({"keys": len(body) if isinstance(body, dict) else 0})
+        return _release_after_sending(jsonify({"keys": len(body) if isinstance(body, dict) else 0}), body)
 
     return floor
 
