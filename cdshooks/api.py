@@ -20,11 +20,11 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from . import logs
 from .config import Settings
 from .engine import Engine
-from .errors import InvalidRequest, ServiceError, Unauthenticated, operation_outcome
+from .errors import InvalidRequest, Unauthenticated, operation_outcome
 from .store import Store
 from .validation import validate
 
-__all__ = ["bp", "State", "state"]
+__all__ = ["bp", "State", "state", "floor_blueprint"]
 
 bp = Blueprint("cds", __name__)
 
@@ -168,5 +168,3 @@ def floor_blueprint() -> Blueprint:
 
     return floor
 
-
-__all__ += ["floor_blueprint", "ServiceError"]

@@ -117,23 +117,28 @@ def has_relative_dates(value: object) -> bool:
     return False
 
 
-def resolve_dates(value: object, now: datetime) -> object:
-    """A copy of ``value`` with relative-date tokens replaced; parts without tokens are shared, not copied."""
-    if isinstance(value, str):
-        return _relative(value, now) if _is_token(value) else value
+def _copy_on_write(value: object, leaf) -> object:
+    """``value`` with each string replaced by ``leaf(key, string)``; unchanged parts are shared, not copied."""
     if isinstance(value, dict):
         out = None
         for k, v in value.items():
-            nv = resolve_dates(v, now)
+            nv = leaf(k, v) if isinstance(v, str) else _copy_on_write(v, leaf)
             if nv is not v:
                 if out is None:
                     out = dict(value)
                 out[k] = nv
         return value if out is None else out
     if isinstance(value, list):
-        items = [resolve_dates(v, now) for v in value]
+        items = [leaf(None, v) if isinstance(v, str) else _copy_on_write(v, leaf) for v in value]
         return value if all(a is b for a, b in zip(items, value)) else items
     return value
+
+
+def resolve_dates(value: object, now: datetime) -> object:
+    """A copy of ``value`` with relative-date tokens replaced; parts without tokens are shared, not copied."""
+    if isinstance(value, str):
+        return _relative(value, now) if _is_token(value) else value
+    return _copy_on_write(value, lambda _key, text: _relative(text, now) if _is_token(text) else text)
 
 
 # -- reading files --------------------------------------------------------------------------
@@ -231,25 +236,13 @@ def patient_of(resource: dict) -> str | None:
 
 def _rewrite(value: object, urls: dict[str, str], found: set[str]) -> object:
     """``value`` with ``reference`` strings found in ``urls`` replaced (copy-on-write); collects every reference."""
-    if isinstance(value, dict):
-        out = None
-        for k, v in value.items():
-            if k == "reference" and isinstance(v, str):
-                nv = urls.get(v, v)
-                found.add(nv)
-            elif isinstance(v, (dict, list)):
-                nv = _rewrite(v, urls, found)
-            else:
-                continue
-            if nv is not v:
-                if out is None:
-                    out = dict(value)
-                out[k] = nv
-        return value if out is None else out
-    if isinstance(value, list):
-        items = [_rewrite(v, urls, found) for v in value]
-        return value if all(a is b for a, b in zip(items, value)) else items
-    return value
+    def leaf(key: str | None, text: str) -> str:
+        if key != "reference":
+            return text
+        found.add(urls.get(text, text))
+        return urls.get(text, text)
+
+    return _copy_on_write(value, leaf)
 
 
 def _normalized_with_refs(pairs: Iterable[tuple[str | None, dict]]) -> list[tuple[dict, set[str]]]:

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from .terminology import CPT, ICD10CM, LOINC, SNOMED, valueset
 
-__all__ = ["DATA_KEYS", "DataKey", "templates_for", "resource_type", "expand_template", "gather", "Gathered",
+__all__ = ["DATA_KEYS", "DataKey", "templates_for", "expand_template", "gather", "Gathered",
            "DataUnavailable", "USER_TOKENS"]
 
 
@@ -107,11 +107,6 @@ def templates_for(rules: Iterable) -> dict[str, str]:
             params.append(f"_count={spec.count}")
             out[key if i == 1 else f"{key}-{i}"] = f"{spec.resource_type}?{'&'.join(params)}"
     return out
-
-
-def resource_type(template: str) -> str:
-    """The resource type a template searches or reads."""
-    return template.split("?", 1)[0].split("/", 1)[0]
 
 
 def expand_template(template: str, context: dict, user_id: str | None = None) -> str | None:

@@ -95,8 +95,9 @@ class Record:
         self._models: dict[int, object] = {}
         self._indexes: dict[str, _TypeIndex] = {}
         self._memo: dict[object, object] = {}
-        for res in resources:
-            self._add(res, full_urls.get(id(res)) if full_urls else res.get("_fullUrl"))
+        self.ingest({"resourceType": "Bundle", "entry": [
+            {"resource": res, "fullUrl": full_urls.get(id(res)) if full_urls else res.get("_fullUrl")}
+            for res in resources]})
 
     @classmethod
     def from_prefetch(cls, patient_id: str, values: Iterable[object], now: datetime) -> "Record":
@@ -117,9 +118,11 @@ class Record:
             return
         if value.get("resourceType") != "Bundle":
             if isinstance(value.get("resourceType"), str):
-                self._add(value, None)
+                self.ingest({"resourceType": "Bundle", "entry": [{"resource": value}]})
             return
-        # The same filing as _add, inlined: this loop is the per-resource cost of every call.
+        # This loop is the per-resource cost of every call: it stays flat. Each resource is
+        # filed by type and by concept; checks that only matter for the resources rules read
+        # (another patient's, a second copy) happen when they are read (``_usable``).
         by_type, all_groups, full_urls = self._by_type, self._groups, self._full_urls
         last_type = same_type = groups = field_name = None
         for entry in value.get("entry") or ():
@@ -151,26 +154,6 @@ class Record:
                     groups[sig] = group = []
                 group.append((len(same_type), res))
             same_type.append(res)
-
-    def _add(self, res: dict, full_url: str | None) -> None:
-        """File one resource by type and concept; checks that only matter for the resources
-        rules read (another patient's, a second copy) happen when they are read (``_usable``)."""
-        rtype = res.get("resourceType")
-        if rtype.__class__ is not str:
-            self.invalid += 1
-            return
-        if full_url:
-            self._full_urls[full_url] = res
-        same_type = self._by_type[rtype]
-        concept = res.get(CONCEPT_FIELDS.get(rtype, "code"))
-        if concept.__class__ is dict:
-            groups = self._groups[rtype]
-            sig = _signature(concept)
-            group = groups.get(sig)
-            if group is None:
-                groups[sig] = group = []
-            group.append((len(same_type), res))
-        same_type.append(res)
 
     def _usable(self, rtype: str, resources: Iterable[dict]) -> list[dict]:
         """``resources`` (in record order) less those about another patient and second copies

@@ -11,6 +11,7 @@ import pytest
 from cdshooks import create_app
 from cdshooks.config import Settings
 
+from .probe_rules import probe_rules  # noqa: F401 - fixture for the CLI, playground and browser tests
 from .spec_checks import check_response
 
 REPO = Path(__file__).resolve().parent.parent

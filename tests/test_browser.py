@@ -14,7 +14,7 @@ from cdshooks import create_app
 
 from .conftest import make_settings
 from .loopback import serve_wsgi
-from .probe_rules import ORDERS, POTASSIUM, probe_rules  # noqa: F401 - pytest fixture
+from .probe_rules import ORDERS, POTASSIUM
 
 pytestmark = pytest.mark.browser
 

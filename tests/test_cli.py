@@ -21,7 +21,7 @@ from cdshooks.scenario import build_request
 
 from .conftest import REPO, SHARED, make_settings
 from .loopback import serve_wsgi
-from .probe_rules import ORDERS, POTASSIUM, probe_rules  # noqa: F401 - pytest fixture
+from .probe_rules import ORDERS, POTASSIUM
 from .spec_checks import check_response
 
 DEMO = "demo-twitching-weakness"

@@ -19,6 +19,8 @@ from cdshooks.clinical import (
 from cdshooks.record import Record, flatten
 from cdshooks.terminology import ICD10CM, LOINC, RXNORM, SNOMED, UCUM, Product
 
+from .cards.fhir_builders import concept
+
 UTC = timezone.utc
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PATIENT = {"reference": "Patient/p1"}
@@ -33,16 +35,6 @@ def day(days_ago: float) -> str:
 
 def record(*resources: dict) -> Record:
     return Record("p1", list(resources), NOW)
-
-
-def concept(system: str, code: str, display: str | None = None, text: str | None = None) -> dict:
-    coding = {"system": system, "code": code}
-    if display:
-        coding["display"] = display
-    out: dict = {"coding": [coding]}
-    if text:
-        out["text"] = text
-    return out
 
 
 def condition(rid: str, code: dict, *, clinical: str | None = "active", verification: str | None = "confirmed",

@@ -12,7 +12,7 @@ from cdshooks.fixtures import FIXTURES_DIR, scenarios
 from cdshooks.validation import validator
 
 from .conftest import make_settings
-from .probe_rules import ORDERS, POTASSIUM, probe_rules  # noqa: F401 - pytest fixture
+from .probe_rules import ORDERS, POTASSIUM
 from .spec_checks import check_response
 
 DEMO = "demo-twitching-weakness"

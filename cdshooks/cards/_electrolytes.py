@@ -17,8 +17,19 @@ from ..clinical.elements import codes_of, number
 from ..orders import describe, service_request
 from ..rules import Call
 
-__all__ = ["NAMES", "PANEL_OF", "recent_electrolytes", "result_line", "finding_line", "bmp_order", "magnesium_order",
+__all__ = ["READS", "NAMES", "PANEL_OF", "recent_electrolytes", "result_line", "finding_line", "bmp_order", "magnesium_order",
            "order_suggestions", "repeat_window_days"]
+
+# The data a rule about twitching or cramps and their electrolytes reads (``@rule(reads=...)``).
+_ORDERS = ("bmp_panel", "magnesium_order")
+READS = {
+    "conditions": ("fasciculation", "cramp"),
+    "observations": ("fasciculation", "cramp", "potassium_lab", "magnesium_lab", "calcium_total_lab",
+                     "calcium_ionized_lab", "albumin_lab"),
+    "serviceRequests": _ORDERS,
+    "procedures": _ORDERS,
+    "diagnosticReports": _ORDERS,
+}
 
 # Display names of the labs of ``clinical.LABS`` used in card text.
 NAMES = {"potassium": "Potassium", "magnesium": "Magnesium", "calcium": "Calcium",

@@ -43,7 +43,7 @@ from ..card import Card, render_detail
 from ..clinical import LabResult, findings
 from ..rules import Call, Source, rule
 from ._electrolytes import (
-    NAMES, PANEL_OF, finding_line, order_suggestions, recent_electrolytes, repeat_window_days, result_line,
+    NAMES, PANEL_OF, READS, finding_line, order_suggestions, recent_electrolytes, repeat_window_days, result_line,
 )
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
@@ -66,14 +66,7 @@ def _repeats(call: Call, low: list[LabResult]) -> dict[str, int]:
     title="Low potassium, magnesium or calcium with twitching or cramps",
     hooks=("patient-view",),
     indicator="warning",
-    reads={
-        "conditions": ("fasciculation", "cramp"),
-        "observations": ("fasciculation", "cramp", "potassium_lab", "magnesium_lab", "calcium_total_lab",
-                         "calcium_ionized_lab", "albumin_lab"),
-        "serviceRequests": ("bmp_panel", "magnesium_order"),
-        "procedures": ("bmp_panel", "magnesium_order"),
-        "diagnosticReports": ("bmp_panel", "magnesium_order"),
-    },
+    reads=READS,
     source=Source(("000", "003"), sections=("000: Muscle Cramps in Cirrhosis", "000: Treatment",
                                             "003: Common Benign Causes", "003: Diagnostic Approach")),
 )

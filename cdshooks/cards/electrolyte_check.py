@@ -36,7 +36,7 @@ from __future__ import annotations
 from ..card import Card, render_detail
 from ..clinical import already_done, findings
 from ..rules import Call, Source, rule
-from ._electrolytes import NAMES, finding_line, order_suggestions, recent_electrolytes
+from ._electrolytes import NAMES, READS, finding_line, order_suggestions, recent_electrolytes
 
 CITE_003 = "Hamstring Muscle Twitching: Causes and Clinical Approach"
 _ORDER_NAMES = {"bmp_panel": "basic metabolic panel", "magnesium_order": "magnesium"}
@@ -52,14 +52,7 @@ def _or(words: list[str]) -> str:
     title="Check electrolytes in twitching or cramps",
     hooks=("patient-view",),
     indicator="info",
-    reads={
-        "conditions": ("fasciculation", "cramp"),
-        "observations": ("fasciculation", "cramp", "potassium_lab", "magnesium_lab", "calcium_total_lab",
-                         "calcium_ionized_lab", "albumin_lab"),
-        "serviceRequests": ("bmp_panel", "magnesium_order"),
-        "procedures": ("bmp_panel", "magnesium_order"),
-        "diagnosticReports": ("bmp_panel", "magnesium_order"),
-    },
+    reads=READS,
     source=Source("003", sections=("Common Benign Causes", "Diagnostic Approach")),
     after=("hamstring-twitch-care",),
 )

@@ -11,7 +11,7 @@ from datetime import datetime
 from ..record import Record
 from .dates import parse_when
 
-__all__ = ["valid", "reference_of", "codings_of", "codes_of", "number", "label_of", "first_time", "words_of"]
+__all__ = ["ResourceFacts", "valid", "reference_of", "codings_of", "codes_of", "number", "label_of", "first_time", "words_of"]
 
 
 def valid(record: Record, resource: dict) -> bool:
@@ -26,6 +26,21 @@ def reference_of(resource: dict) -> str | None:
         return f"{rtype}/{rid}"
     full_url = resource.get("_fullUrl")
     return full_url if isinstance(full_url, str) else None
+
+
+class ResourceFacts:
+    """What a fact about one resource (``self.resource``) says of that resource: its type and reference."""
+
+    resource: dict
+
+    @property
+    def kind(self) -> str:
+        return str(self.resource.get("resourceType"))
+
+    @property
+    def reference(self) -> str | None:
+        """``Type/<id>`` (or fullUrl), for ``reasonReference``."""
+        return reference_of(self.resource)
 
 
 def codings_of(concept: object) -> list[dict]:

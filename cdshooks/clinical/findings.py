@@ -33,7 +33,7 @@ from datetime import datetime
 
 from ..record import Record
 from ..terminology import SNOMED, ValueSet, valueset
-from .elements import codes_of, codings_of, label_of, reference_of, valid, words_of, first_time
+from .elements import ResourceFacts, codes_of, codings_of, first_time, label_of, valid, words_of
 
 __all__ = ["Finding", "findings", "onset", "in_thigh", "in_lower_limb", "condition_present",
            "observation_present", "THIGH_WORDS", "LIMB_WORDS"]
@@ -56,7 +56,7 @@ _LIMB_TEXT = re.compile(r"\b(" + "|".join(LIMB_WORDS) + r")\b", re.I)
 
 
 @dataclass(frozen=True)
-class Finding:
+class Finding(ResourceFacts):
     """One present finding: the resource, why it matched, when it began and where it is."""
 
     resource: dict
@@ -65,15 +65,6 @@ class Finding:
     display: str                    # a human label for card text
     onset: datetime | None
     body_sites: tuple[dict, ...]    # the resource's ``bodySite`` CodeableConcept(s)
-
-    @property
-    def kind(self) -> str:
-        return str(self.resource.get("resourceType"))
-
-    @property
-    def reference(self) -> str | None:
-        """``Condition/<id>`` / ``Observation/<id>`` (or fullUrl) for ``reasonReference``."""
-        return reference_of(self.resource)
 
 
 def condition_present(resource: dict, now: datetime) -> bool:

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from ..record import Record
 from ..terminology import Product, drug_class, ingredient_coding, ingredients, product
-from .elements import codes_of, first_time, label_of, number, reference_of, valid
+from .elements import ResourceFacts, codes_of, first_time, label_of, number, valid
 
 __all__ = ["MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names"]
 
@@ -44,7 +44,7 @@ _TIMING_CODES = {"QD": 1.0, "AM": 1.0, "PM": 1.0, "BID": 2.0, "TID": 3.0, "QID":
 
 
 @dataclass(frozen=True)
-class MedUse:
+class MedUse(ResourceFacts):
     """One medication the patient takes (or, from ``medication_of``, is being ordered)."""
 
     resource: dict                  # the MedicationRequest / MedicationStatement
@@ -56,14 +56,6 @@ class MedUse:
     started: datetime | None        # authoredOn / effective start (else dateAsserted)
     changed: datetime | None        # last dose change: the later of ``started`` and any started boundsPeriod
     daily_mg: float | None          # total daily dose in mg, None when it cannot be computed
-
-    @property
-    def kind(self) -> str:
-        return str(self.resource.get("resourceType"))
-
-    @property
-    def reference(self) -> str | None:
-        return reference_of(self.resource)
 
     def has(self, name: str) -> bool:
         """Whether this use contains the ingredient, or an ingredient of the class, ``name``."""
