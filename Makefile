@@ -23,6 +23,8 @@ serve: $(STAMP)
 	$(SERVE_ENV) $(BIN)/gunicorn -c python:cdshooks.gunicorn_conf 'cdshooks:create_app()'
 
 test: $(STAMP)
+	$(BIN)/ruff check cdshooks tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

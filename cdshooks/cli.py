@@ -7,8 +7,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from collections import Counter
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+from .cards.registry import HOOKS
+from .config import ConfigError, Settings
+from .population.inprocess import Service
+from .population.report import cards_table, print_simulation
+from .population.simulation import simulate
+from .service.hook_request import (
+    InputError,
+    NoDraftOrders,
+    SeveralPatients,
+    check_hook,
+    hook_request,
+    order_resources,
+    parse_now,
+    read_fhir,
+)
+from .tryit.fixtures import FIXTURES_DIR
+from .tryit.loader import fixture_folders, transaction
+
 __all__ = ["main"]
+
+_HOOK_HELP = f"{' | '.join(HOOKS)} (default patient-view)"
 
 
 class CommandError(Exception):
@@ -16,7 +42,7 @@ class CommandError(Exception):
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
-    from .rules import all_rules
+    from .cards.registry import all_rules
 
     rules = all_rules()
     if args.json:
@@ -30,7 +56,7 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from .tokens import mint
+    from .trust.tokens import mint
 
     try:
         token = mint(args.key, args.audience, issuer=args.issuer, kid=args.kid, lifetime=args.lifetime,
@@ -42,7 +68,6 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_feedback_report(args: argparse.Namespace) -> int:
-    from .config import Settings
     from .store import Store
 
     settings = Settings.from_env()
@@ -58,6 +83,132 @@ def _cmd_feedback_report(args: argparse.Namespace) -> int:
         reasons = ", ".join(f"{code} ({n})" for code, n in r["topOverrideReasons"]) or "-"
         print(f"{r['rule']:<26} {r['issued']:>7} {r['accepted']:>9} {r['overridden']:>11}  {reasons}")
     return 0
+
+
+def _load_orders(path: str | None) -> list[dict] | None:
+    if path is None:
+        return None
+    return order_resources(read_fhir(path), str(path))
+
+
+def _cmd_evaluate(error: type[Exception], args: argparse.Namespace) -> int:
+    try:
+        check_hook(args.hook)
+        now = parse_now(args.now) if args.now else datetime.now(timezone.utc)
+        data = read_fhir(args.bundle)
+        orders = _load_orders(args.orders)
+        with Service(now) as service:
+            try:
+                request = hook_request(data, args.hook, service.templates(args.hook), now=now,
+                                       patient_id=args.patient, orders=orders, what=args.bundle)
+            except SeveralPatients as exc:
+                raise InputError(f"{exc}; name one with --patient ID") from None
+            except NoDraftOrders as exc:
+                raise InputError(f"{exc}; give them with --orders FILE") from None
+            answer = service.call(request)
+    except InputError as exc:
+        raise error(str(exc)) from None
+    for rule_id in answer.failed_rules:
+        print(f"cdshooks evaluate: warning: rule {rule_id} raised an error and gave no card", file=sys.stderr)
+    if answer.status != 200:
+        raise error(answer.problem())
+    if args.json:
+        print(json.dumps(answer.body, indent=2, ensure_ascii=False))
+        return 0
+    cards = answer.cards
+    print(f"Patient/{request['context']['patientId']}  {args.hook}  as of {now.strftime('%Y-%m-%dT%H:%M:%SZ')}: "
+          f"{len(cards)} card{'s' if len(cards) != 1 else ''}")
+    if cards:
+        print(cards_table(cards, shutil.get_terminal_size((120, 24)).columns))
+    return 0
+
+
+def _cmd_simulate(error: type[Exception], args: argparse.Namespace) -> int:
+    def warn(message: str) -> None:
+        print(f"cdshooks simulate: {message}", file=sys.stderr)
+
+    try:
+        check_hook(args.hook)
+        now = parse_now(args.now) if args.now else datetime.now(timezone.utc)
+        orders = _load_orders(args.orders)
+        report, failed = simulate(args.paths, args.hook, now, orders, warn)
+    except InputError as exc:
+        raise error(str(exc)) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_simulation(report)
+    return 1 if failed else 0
+
+
+def _cmd_load_fixtures(error: type[Exception], args: argparse.Namespace) -> int:
+    import requests
+
+    if args.dir:
+        folders = [Path(d).resolve() for d in args.dir]
+    else:
+        try:
+            folders = fixture_folders(Settings.from_env().fixtures_dir or None)
+        except ConfigError as exc:
+            raise error(str(exc)) from None
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing or not folders:
+        raise error(f"no fixture folder: {', '.join(missing) or FIXTURES_DIR} (set CDSHOOKS_FIXTURES_DIR or --dir)")
+    try:
+        bundle, dangling = transaction(folders, datetime.now(timezone.utc))
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read the fixtures: {exc}") from None
+    if not bundle["entry"]:
+        raise error(f"no FHIR resources in {', '.join(map(str, folders))}")
+    for ref in dangling:
+        print(f"cdshooks load-fixtures: warning: {ref} is referenced but not in the fixtures", file=sys.stderr)
+    base = args.fhir_base_url.rstrip("/")
+    try:
+        resp = requests.post(base, data=json.dumps(bundle), timeout=args.timeout,
+                             headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
+    except requests.RequestException as exc:
+        raise error(f"cannot reach {base}: {type(exc).__name__}") from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if not 200 <= resp.status_code < 300:
+        issues = body.get("issue") if isinstance(body, dict) else None
+        detail = (issues[0].get("diagnostics") if issues and isinstance(issues[0], dict) else None) or resp.reason
+        raise error(f"{base} answered {resp.status_code}: {detail}")
+    statuses = Counter(str(((e or {}).get("response") or {}).get("status", "?")).split(" ")[0]
+                       for e in (body.get("entry") or [] if isinstance(body, dict) else []))
+    kinds = Counter(e["resource"]["resourceType"] for e in bundle["entry"])
+    print(f"loaded {len(bundle['entry'])} resources ({kinds.get('Patient', 0)} patients) into {base}"
+          + (f": {', '.join(f'{n} x {s}' for s, n in sorted(statuses.items()))}" if statuses else ""))
+    return 0
+
+
+def _add_population_commands(subparsers: argparse._SubParsersAction, command_error: type[Exception]) -> None:
+    """Add ``evaluate``, ``simulate`` and ``load-fixtures``; their user errors raise ``command_error``."""
+    p = subparsers.add_parser("evaluate", help="run one patient's hook call and print the cards")
+    p.add_argument("bundle", metavar="BUNDLE.json", help="a FHIR Bundle (or resource, or .ndjson) with the Patient")
+    p.add_argument("--hook", default="patient-view", help=_HOOK_HELP)
+    p.add_argument("--patient", metavar="ID", help="the patient, when the data holds several")
+    p.add_argument("--now", metavar="TIME", help="evaluate as of this ISO 8601 date or date-time (default: now)")
+    p.add_argument("--orders", metavar="FILE", help="draft orders (Bundle or resource) instead of the data's own")
+    p.add_argument("--json", action="store_true", help="print the service's response JSON")
+    p.set_defaults(func=partial(_cmd_evaluate, command_error))
+
+    p = subparsers.add_parser("simulate", help="silent mode: evaluate every patient of FHIR files, count cards")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundles, NDJSON files, or folders of them")
+    p.add_argument("--hook", default="patient-view", help=_HOOK_HELP)
+    p.add_argument("--now", metavar="TIME", help="evaluate as of this ISO 8601 date or date-time (default: now)")
+    p.add_argument("--orders", metavar="FILE", help="draft orders given to every patient (order hooks)")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(func=partial(_cmd_simulate, command_error))
+
+    p = subparsers.add_parser("load-fixtures", help="PUT the fixture resources to a FHIR server (one transaction)")
+    p.add_argument("fhir_base_url", metavar="FHIR_BASE_URL")
+    p.add_argument("--dir", action="append", metavar="DIR",
+                   help="fixture folder (repeatable; default: fhir_fixtures/ and CDSHOOKS_FIXTURES_DIR)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server (default 120)")
+    p.set_defaults(func=partial(_cmd_load_fixtures, command_error))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,12 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_feedback_report)
 
-    try:
-        from . import batch
-    except ImportError:  # pragma: no cover - evaluate/simulate not built
-        batch = None
-    if batch is not None:
-        batch.add_commands(sub, CommandError)
+    _add_population_commands(sub, CommandError)
     return parser
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 __all__ = ["Settings", "RuleSettings", "ConfigError"]
 
@@ -89,7 +89,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
         env = dict(os.environ if env is None else env)
         kwargs: dict = {}
-        conv = {
+        conv: dict[str, Callable[[str], object]] = {
             "port": int, "fetch_timeout": float, "call_budget": float, "fetch_page_cap": int,
             "fetch_max_bytes": int, "max_body_bytes": int, "jwt_clock_skew": int, "jwt_max_lifetime": int,
             "trust_sandbox": _bool, "strict_rules": _bool, "fhir_allow_http": _bool,

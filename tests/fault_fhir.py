@@ -31,8 +31,8 @@ from typing import Callable, Iterable
 
 from flask import Flask, Response, redirect, request
 
-from cdshooks.devfhir import FHIR_JSON, blueprint, outcome
-from cdshooks.fixtures import FIXTURES_DIR
+from cdshooks.tryit.fhir_endpoint import FHIR_JSON, blueprint, outcome
+from cdshooks.tryit.fixtures import FIXTURES_DIR
 
 __all__ = ["create_app", "faults", "Faults", "LoggedRequest", "GOOD_TOKEN", "VARIANTS"]
 

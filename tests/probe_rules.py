@@ -13,9 +13,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cdshooks import rules
-from cdshooks.card import Action, Card, Link, Suggestion
-from cdshooks.terminology import valueset
+from cdshooks.cards import registry as rules
+from cdshooks.cards.card import Action, Card, Link, Suggestion
+from cdshooks.fhir.terminology import valueset
 
 POTASSIUM = "zz-probe-potassium"
 ORDERS = "zz-probe-orders"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cdshooks.fhir import validation_errors
-from cdshooks.validation import validator
+from cdshooks.fhir.models import validation_errors
+from cdshooks.service.validation import validator
 
 
 def _empty_values(value, path="$"):

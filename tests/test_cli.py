@@ -15,9 +15,10 @@ from flask import Flask, Response, request
 
 from cdshooks import create_app
 from cdshooks.cli import main
-from cdshooks.engine import SERVICE_IDS
-from cdshooks.fixtures import FIXTURES_DIR, is_draft_order, load_bundle
-from cdshooks.scenario import build_request
+from cdshooks.fhir.bundles import is_draft_order, load_bundle
+from cdshooks.service.engine import SERVICE_IDS
+from cdshooks.service.hook_request import build_request
+from cdshooks.tryit.fixtures import FIXTURES_DIR
 
 from .conftest import REPO, SHARED, make_settings
 from .loopback import serve_wsgi
@@ -216,7 +217,7 @@ def test_simulate_splits_bulk_ndjson_by_patient(capsys, probe_rules, tmp_path):
 
 
 def test_simulate_reports_a_rule_that_raises_and_exits_1(capsys, probe_rules, tmp_path):
-    from cdshooks import rules
+    from cdshooks.cards import registry as rules
 
     def broken(call):
         raise KeyError("bug")

@@ -20,9 +20,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from ..clinical import Finding, MedUse, daily_dose_mg
-from ..orders import medication_request
-from ..rules import Call
+from .clinical import Finding, MedUse, daily_dose_mg
+from .orders import medication_request
+from .registry import Call
 
 __all__ = ["START_MG", "STEP_MG", "MAX_MG", "TABLET_10MG", "current_daily_mg", "last_change", "times_per_day",
            "regimen", "dosage_text", "suggested_order"]

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..card import Action, Suggestion
-from ..clinical import Finding, LabResult, already_done, latest_calcium, latest_lab
-from ..clinical.elements import codes_of, number
-from ..orders import describe, service_request
-from ..rules import Call
+from .card import Action, Suggestion
+from .clinical import Finding, LabResult, already_done, latest_calcium, latest_lab
+from .clinical.elements import codes_of, number
+from .orders import describe, service_request
+from .registry import Call
 
-__all__ = ["READS", "NAMES", "PANEL_OF", "recent_electrolytes", "result_line", "finding_line", "bmp_order", "magnesium_order",
-           "order_suggestions", "repeat_window_days"]
+__all__ = ["READS", "NAMES", "PANEL_OF", "recent_electrolytes", "result_line", "finding_line", "bmp_order",
+           "magnesium_order", "order_suggestions", "repeat_window_days"]
 
 # The data a rule about twitching or cramps and their electrolytes reads (``@rule(reads=...)``).
 _ORDERS = ("bmp_panel", "magnesium_order")
@@ -61,7 +61,8 @@ def _range_low(result: LabResult) -> str | None:
     for rng in result.resource.get("referenceRange") or []:
         low = rng.get("low") if isinstance(rng, dict) else None
         value = number(low.get("value")) if isinstance(low, dict) else None
-        if value is not None and (rng.get("type") is None or "normal" in codes_of(rng.get("type"))):
+        normal = rng.get("type") is None or "normal" in codes_of(rng.get("type"))
+        if isinstance(low, dict) and value is not None and normal:
             unit = low.get("unit") or low.get("code") or result.unit or ""
             return f"{value:g} {unit}".strip()
     return None

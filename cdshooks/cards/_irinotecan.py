@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..clinical import MedUse, ingredient_names
-from ..terminology import ingredient_coding
+from ..fhir.terminology import ingredient_coding
+from .clinical import MedUse, ingredient_names
 
 __all__ = ["Pathway", "STRONG", "MODERATE", "pathways_of", "partner_names", "partner_line"]
 

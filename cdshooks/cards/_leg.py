@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from ..clinical import Finding, findings, in_lower_limb, in_thigh
-from ..clinical.elements import codings_of, first_time, label_of, words_of
-from ..clinical.findings import LIMB_WORDS, THIGH_WORDS
-from ..clinical.orders_seen import order_concept
-from ..record import Record
-from ..terminology import SNOMED, valueset
+from ..fhir.record import Record
+from ..fhir.terminology import SNOMED, valueset
+from .clinical import Finding, findings, in_lower_limb, in_thigh
+from .clinical.elements import codings_of, first_time, label_of, words_of
+from .clinical.findings import LIMB_WORDS, THIGH_WORDS
+from .clinical.orders_seen import order_concept
 
 __all__ = ["GUIDE_003", "cite", "day", "thigh_findings", "leg_findings", "placing_diagnoses", "located_fact",
            "finding_fact", "on_file_fact"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..card import Action, Suggestion
-from ..clinical import Finding
-from ..clinical.elements import first_time, label_of
-from ..clinical.orders_seen import order_concept
-from ..orders import describe
+from .card import Action, Suggestion
+from .clinical import Finding
+from .clinical.elements import first_time, label_of
+from .clinical.orders_seen import order_concept
+from .orders import describe
 
 __all__ = ["day", "finding_fact", "findings_fact", "on_file_fact", "order_label", "when_on_file", "offer"]
 

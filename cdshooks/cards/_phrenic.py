@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import re
 
-from ..card import prune
-from ..clinical import Finding, is_order_for
-from ..clinical.elements import words_of
-from ..clinical.orders_seen import order_concept
-from ..orders import CATEGORIES
-from ..terminology import valueset
+from ..fhir.terminology import valueset
+from .card import prune
+from .clinical import Finding, is_order_for
+from .clinical.elements import words_of
+from .clinical.orders_seen import order_concept
+from .orders import CATEGORIES
 
 __all__ = ["QUIET_BREATHING", "PHRENIC_TEXT", "phrenic_request", "is_phrenic_order", "notes_quiet_breathing"]
 

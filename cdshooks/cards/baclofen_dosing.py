@@ -50,11 +50,11 @@ from __future__ import annotations
 
 import copy
 
-from ..card import Action, Card, Suggestion, render_detail
-from ..clinical import MedUse, active_medications, findings, medication_of, using
-from ..orders import medication_request
-from ..rules import Call, Source, rule
 from ._baclofen import MAX_MG, START_MG, STEP_MG, current_daily_mg, dosage_text, regimen, times_per_day
+from .card import Action, Card, Suggestion, render_detail
+from .clinical import MedUse, active_medications, findings, medication_of, using
+from .orders import medication_request
+from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 SCHEDULE = ("For severe muscle cramps in cirrhosis: baclofen 10 mg/day, with weekly increases of 10 mg/day up to "

@@ -34,12 +34,12 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
-from ..card import Action, Card, Suggestion, render_detail
-from ..clinical import active_medications, findings, using
-from ..orders import describe
-from ..rules import Call, Source, rule
 from ._baclofen import MAX_MG, STEP_MG, current_daily_mg, last_change, suggested_order, times_per_day
 from ._electrolytes import finding_line
+from .card import Action, Card, Suggestion, render_detail
+from .clinical import active_medications, findings, using
+from .orders import describe
+from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 

@@ -60,13 +60,13 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
-from ..card import Action, Card, Suggestion, render_detail
-from ..clinical import MedUse, active_medications, already_done, findings, ingredient_names, latest_lab, using
-from ..orders import describe, medication_request
-from ..rules import Call, Source, rule
-from ..terminology import ingredient_coding
+from ..fhir.terminology import ingredient_coding
 from ._baclofen import START_MG, suggested_order
 from ._electrolytes import finding_line, order_suggestions, result_line
+from .card import Action, Card, Suggestion, render_detail
+from .clinical import MedUse, active_medications, already_done, findings, ingredient_names, latest_lab, using
+from .orders import describe, medication_request
+from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 

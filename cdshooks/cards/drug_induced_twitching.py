@@ -39,11 +39,11 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import active_medications, findings, using
-from ..rules import Call, Source, rule
 from ._electrolytes import finding_line
 from ._irinotecan import MODERATE, STRONG, partner_line, partner_names, pathways_of
+from .card import Card, render_detail
+from .clinical import active_medications, findings, using
+from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 

@@ -39,12 +39,19 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import LabResult, findings
-from ..rules import Call, Source, rule
 from ._electrolytes import (
-    NAMES, PANEL_OF, READS, finding_line, order_suggestions, recent_electrolytes, repeat_window_days, result_line,
+    NAMES,
+    PANEL_OF,
+    READS,
+    finding_line,
+    order_suggestions,
+    recent_electrolytes,
+    repeat_window_days,
+    result_line,
 )
+from .card import Card, render_detail
+from .clinical import LabResult, findings
+from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 CITE_003 = "Hamstring Muscle Twitching: Causes and Clinical Approach"

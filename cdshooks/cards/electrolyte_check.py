@@ -33,10 +33,10 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import already_done, findings
-from ..rules import Call, Source, rule
 from ._electrolytes import NAMES, READS, finding_line, order_suggestions, recent_electrolytes
+from .card import Card, render_detail
+from .clinical import already_done, findings
+from .registry import Call, Source, rule
 
 CITE_003 = "Hamstring Muscle Twitching: Causes and Clinical Approach"
 _ORDER_NAMES = {"bmp_panel": "basic metabolic panel", "magnesium_order": "magnesium"}

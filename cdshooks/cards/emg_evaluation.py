@@ -49,14 +49,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..card import Card, render_detail
-from ..clinical import Finding, already_done, findings, onset
-from ..clinical.elements import codings_of, first_time, valid, words_of
-from ..orders import service_request
-from ..record import Record
-from ..rules import Call, Source, rule
-from ..terminology import SNOMED, valueset
+from ..fhir.record import Record
+from ..fhir.terminology import SNOMED, valueset
 from ._neuro import day, finding_fact, findings_fact, offer, on_file_fact, when_on_file
+from .card import Card, render_detail
+from .clinical import Finding, already_done, findings, onset
+from .clinical.elements import codings_of, first_time, valid, words_of
+from .orders import service_request
+from .registry import Call, Source, rule
 
 _SYMPTOMS = ("cramp", "paresthesia", "sensory_change", "muscle_stiffness")
 _FINDINGS = ("fasciculation", "benign_fasciculation") + _SYMPTOMS
@@ -125,7 +125,7 @@ def evaluate(call: Call) -> Card | None:
         return None
 
     why = [f"Fasciculation: {findings_fact(twitch)}"]
-    if persistent:
+    if persistent and began is not None:
         days = (call.now - began).days
         why.append(f"Persistent: twitching since {day(began)} ({days} days; persistent means at least "
                    f"{call.settings.persistent_days} days)")

@@ -64,11 +64,11 @@ Choices where RULES.md is silent, or where the guideline text wins over it:
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import already_done, findings, in_lower_limb, onset
-from ..rules import Call, Source, rule
 from ._electrolytes import NAMES, PANEL_OF, order_suggestions, recent_electrolytes, result_line
 from ._leg import cite, day, located_fact, on_file_fact, thigh_findings
+from .card import Card, render_detail
+from .clinical import already_done, findings, in_lower_limb, onset
+from .registry import Call, Source, rule
 
 # Red flags (003) and the persistent / symptomatic arm of the work-up (emg-evaluation).
 SILENCED_BY = ("mnd-red-flag", "claudication-abi", "radiculopathy-evaluation", "emg-evaluation")

@@ -36,10 +36,10 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
-from ..card import Action, Card, Suggestion, render_detail
-from ..clinical import MedUse, active_medications, medication_of
-from ..rules import Call, Source, rule
 from ._irinotecan import STRONG, partner_line, partner_names, pathways_of
+from .card import Action, Card, Suggestion, render_detail
+from .clinical import MedUse, active_medications, medication_of
+from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 GUIDELINE = [

@@ -40,11 +40,11 @@ Choices where the catalogue and guideline are silent
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import Finding, Lgi1Result, active_medications, already_done, findings, lgi1_results, using
-from ..orders import medication_request, service_request
-from ..rules import Call, Source, rule
 from ._neuro import day, offer, on_file_fact
+from .card import Card, render_detail
+from .clinical import Finding, Lgi1Result, active_medications, already_done, findings, lgi1_results, using
+from .orders import medication_request, service_request
+from .registry import Call, Source, rule
 
 _CONTEXT = ("neuromyotonia",)
 _CITE = "Muscle Twitching: Causes and Treatment"

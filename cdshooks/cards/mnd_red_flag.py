@@ -45,11 +45,11 @@ Choices where the catalogue and guideline are silent
 
 from __future__ import annotations
 
-from ..card import Card, Suggestion, render_detail
-from ..clinical import Finding, already_done, findings, is_order_for
-from ..orders import service_request
-from ..rules import Call, Source, rule
 from ._neuro import findings_fact, offer, on_file_fact, order_label
+from .card import Card, Suggestion, render_detail
+from .clinical import Finding, already_done, findings, is_order_for
+from .orders import service_request
+from .registry import Call, Source, rule
 
 _FINDINGS = ("fasciculation", "muscle_weakness", "muscle_atrophy", "motor_neuron_disease")
 _ORDERS = ("neurology_referral", "emg_ncs")

@@ -29,10 +29,10 @@ Choices where the catalogue and guideline are silent
 
 from __future__ import annotations
 
-from ..card import Action, Card, Suggestion, render_detail
-from ..rules import Call, Source, rule
 from ._neuro import order_label
 from ._phrenic import QUIET_BREATHING, is_phrenic_order, notes_quiet_breathing
+from .card import Action, Card, Suggestion, render_detail
+from .registry import Call, Source, rule
 
 _CITE = "Muscle Twitching: Causes and Treatment"
 

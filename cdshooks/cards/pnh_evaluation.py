@@ -48,11 +48,11 @@ Choices where the catalogue and guideline are silent, and one disagreement
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import already_done, findings, lgi1_results, within
-from ..orders import service_request
-from ..rules import Call, Source, rule
 from ._neuro import day, findings_fact, offer, on_file_fact
+from .card import Card, render_detail
+from .clinical import already_done, findings, lgi1_results, within
+from .orders import service_request
+from .registry import Call, Source, rule
 
 _TRIGGERS = ("fasciculation", "cramp")
 _SIGNS = ("paresthesia", "insomnia", "muscle_stiffness", "neuromyotonia")

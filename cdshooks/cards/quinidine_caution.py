@@ -32,9 +32,9 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import MedUse, medication_of
-from ..rules import Call, Source, rule
+from .card import Card, render_detail
+from .clinical import MedUse, medication_of
+from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 CRAMP_DOSE_MG = 400.0

@@ -49,11 +49,11 @@ Choices where RULES.md is silent:
 
 from __future__ import annotations
 
-from ..card import Action, Card, Suggestion, render_detail
-from ..clinical import already_done, findings, in_lower_limb
-from ..orders import describe, service_request
-from ..rules import Call, Source, rule
 from ._leg import cite, finding_fact, leg_findings, located_fact
+from .card import Action, Card, Suggestion, render_detail
+from .clinical import already_done, findings, in_lower_limb
+from .orders import describe, service_request
+from .registry import Call, Source, rule
 
 _RADICULAR = ("lumbar_radiculopathy", "sciatica")
 _SENSORY = ("paresthesia", "sensory_change")

@@ -45,12 +45,12 @@ Choices where the catalogue and guideline are silent
 
 from __future__ import annotations
 
-from ..card import Card, render_detail
-from ..clinical import already_done, findings
-from ..orders import service_request
-from ..rules import Call, Source, rule
 from ._neuro import findings_fact, offer, on_file_fact
 from ._phrenic import phrenic_request
+from .card import Card, render_detail
+from .clinical import already_done, findings
+from .orders import service_request
+from .registry import Call, Source, rule
 
 _CONTEXT = ("fasciculation", "muscle_weakness", "neuromuscular_diagnosis")
 _FINDINGS = _CONTEXT + ("respiratory_involvement",)

@@ -37,11 +37,11 @@ Choices where RULES.md is silent:
 
 from __future__ import annotations
 
-from ..card import Action, Card, Suggestion, render_detail
-from ..rules import Call, Source, rule
-from ..clinical import already_done
-from ..orders import describe, service_request
 from ._leg import cite, finding_fact, located_fact, placing_diagnoses, thigh_findings
+from .card import Action, Card, Suggestion, render_detail
+from .clinical import already_done
+from .orders import describe, service_request
+from .registry import Call, Source, rule
 
 _FINDINGS = ("fasciculation", "hamstring_injury", "thigh_pain")
 

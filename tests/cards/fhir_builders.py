@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from cdshooks import rules
-from cdshooks.card import Action, Card
+from cdshooks.cards import registry as rules
+from cdshooks.cards.card import Action, Card
+from cdshooks.cards.registry import Call
 from cdshooks.config import RuleSettings
-from cdshooks.fhir import validation_errors
-from cdshooks.record import Record
-from cdshooks.rules import Call
-from cdshooks.terminology import ICD10CM, LOINC, RXNORM, SNOMED, UCUM
+from cdshooks.fhir.models import validation_errors
+from cdshooks.fhir.record import Record
+from cdshooks.fhir.terminology import ICD10CM, LOINC, RXNORM, SNOMED, UCUM
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 PATIENT = {"reference": "Patient/p1"}

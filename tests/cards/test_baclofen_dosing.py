@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
-from .fhir_builders import (ICD10CM, SNOMED, cirrhosis, concept, condition, cramp, med, med_draft, mg, only_action,
-                            run, rx, tablets, text, twitch, valid)
+from .fhir_builders import (
+    ICD10CM,
+    SNOMED,
+    cirrhosis,
+    concept,
+    condition,
+    cramp,
+    med,
+    med_draft,
+    mg,
+    only_action,
+    run,
+    rx,
+    tablets,
+    text,
+    twitch,
+    valid,
+)
 
 TABLET_10 = rx("197391", "baclofen 10 MG Oral Tablet")
 TABLET_20 = rx("197392", "baclofen 20 MG Oral Tablet")

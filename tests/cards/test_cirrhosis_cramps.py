@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fhir_builders import ICD10CM, concept, cirrhosis, condition, cramp, lab, med, mg, run, rx, text, twitch, valid
+from .fhir_builders import ICD10CM, cirrhosis, concept, condition, cramp, lab, med, mg, run, rx, text, twitch, valid
 
 K, MG = "2823-3", "19123-9"
 NORMAL = (lab("k", K, 4.2, "mmol/L", 5), lab("mg", MG, 2.0, "mg/dL", 5))

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from .fhir_builders import (CPT, ICD10CM, PATIENT, SNOMED, codes, concept, created, draft, finding, order, run,
-                            twitch, valid, weakness)
+from .fhir_builders import (
+    CPT,
+    ICD10CM,
+    PATIENT,
+    SNOMED,
+    codes,
+    concept,
+    created,
+    draft,
+    finding,
+    order,
+    run,
+    twitch,
+    valid,
+    weakness,
+)
 
 REFERRAL = concept(SNOMED, "308474002", "Referral to neurologist")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fhir_builders import ICD10CM, LOINC, SNOMED, concept, condition, codes, order, lgi1, run, twitch
+from .fhir_builders import ICD10CM, LOINC, SNOMED, codes, concept, condition, lgi1, order, run, twitch
 
 PARESTHESIA = concept(SNOMED, "91019004", "Paresthesia")
 INSOMNIA = concept(SNOMED, "193462001", "Insomnia")

@@ -1,0 +1,184 @@
+"""Findings: whether a symptom or diagnosis is present, since when, and where.
+
+"A finding is present" (catalogue section 1) when either
+
+* a ``Condition`` is coded with it whose ``verificationStatus`` is not ``refuted`` or
+  ``entered-in-error``, whose ``clinicalStatus`` is ``active``, ``recurrence`` or
+  ``relapse`` or absent (a clinicalStatus carrying no code at all counts as absent), and
+  that has not abated (any ``abatement[x]`` means abated, except an
+  ``abatementDateTime`` / ``abatementPeriod.start`` still in the future); or
+* an ``Observation`` is coded with it, with status ``final``, ``amended``, ``corrected``
+  or ``preliminary``, that is not negated: ``valueBoolean: false``; a value meaning
+  absent or negative (SNOMED Absent 2667000, Negative 260385009, Not detected 260415000,
+  No 373067005, Non-reactive 131194007, HL7 yes/no ``N``, or a text or string value
+  starting with no / not / none / absent / negative / denies / without); or an
+  interpretation ``NEG`` / ``ND`` or one whose text says negative or absent.
+
+Resources that are not valid FHIR (``record.model`` is None) are absent.
+
+Location (catalogue section 2, last paragraph): a finding's place comes from its
+``bodySite`` (coded in ``site_hamstring`` / ``site_thigh`` / ``site_lower_limb``, or the
+words in ``THIGH_WORDS`` / ``LIMB_WORDS`` or those value sets' names in a body-site text
+or display) or from the words of its own code ("Cramp in lower leg"). A present hamstring injury
+(``hamstring_injury``, ICD-10-CM S76.3x) or thigh pain (``thigh_pain``, M79.65x)
+diagnosis places a finding in the thigh as well, unless the finding's own body site
+names a place outside the lower limb (twitching of the eyelid stays in the eyelid).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from ...fhir.record import Record
+from ...fhir.terminology import SNOMED, ValueSet, valueset
+from .elements import ResourceFacts, codes_of, codings_of, first_time, label_of, valid, words_of
+
+__all__ = ["Finding", "findings", "onset", "in_thigh", "in_lower_limb", "condition_present",
+           "observation_present", "THIGH_WORDS", "LIMB_WORDS"]
+
+CONDITION_ACTIVE = {"active", "recurrence", "relapse"}
+CONDITION_NOT_TRUE = {"refuted", "entered-in-error"}
+OBSERVATION_STATUSES = {"final", "amended", "corrected", "preliminary"}
+
+_NEGATIVE_SNOMED = {"2667000", "260385009", "260415000", "373067005", "131194007"}
+_NEGATIVE_INTERPRETATION = {"NEG", "ND"}
+_NEGATIVE_WORDS = re.compile(r"^\s*(no|not|none|nil|absent|negative|denies|denied|without)\b", re.I)
+_NEGATIVE_ANYWHERE = re.compile(r"\b(negative|absent)\b", re.I)
+
+THIGH_WORDS = ("hamstring", "hamstrings", "thigh", "thighs", "biceps femoris",
+               "semitendinosus", "semimembranosus")
+LIMB_WORDS = THIGH_WORDS + ("leg", "legs", "calf", "calves", "lower limb", "lower limbs",
+                            "lower extremity", "lower extremities")
+_THIGH_TEXT = re.compile(r"\b(" + "|".join(THIGH_WORDS) + r")\b", re.I)
+_LIMB_TEXT = re.compile(r"\b(" + "|".join(LIMB_WORDS) + r")\b", re.I)
+
+
+@dataclass(frozen=True)
+class Finding(ResourceFacts):
+    """One present finding: the resource, why it matched, when it began and where it is."""
+
+    resource: dict
+    valueset: str                   # the value set name it was found under
+    coding: dict                    # the coding that matched (``{"display": text}`` for a text match)
+    display: str                    # a human label for card text
+    onset: datetime | None
+    body_sites: tuple[dict, ...]    # the resource's ``bodySite`` CodeableConcept(s)
+
+
+def condition_present(resource: dict, now: datetime) -> bool:
+    """The Condition half of "a finding is present" (validity is checked by the caller)."""
+    if codes_of(resource.get("verificationStatus")) & CONDITION_NOT_TRUE:
+        return False
+    clinical = codes_of(resource.get("clinicalStatus"))
+    if clinical and not clinical & CONDITION_ACTIVE:
+        return False
+    abatement_keys = [k for k in resource if k.startswith("abatement")]
+    if not abatement_keys:
+        return True
+    ends = first_time(resource, "abatementDateTime", "abatementPeriod.start")
+    return ends is not None and ends > now and set(abatement_keys) <= {"abatementDateTime", "abatementPeriod"}
+
+
+def _negative_concept(concept: object) -> bool:
+    for coding in codings_of(concept):
+        code, system = coding.get("code"), coding.get("system")
+        if system == SNOMED and code in _NEGATIVE_SNOMED:
+            return True
+        if code == "N" and isinstance(system, str) and system.endswith("v2-0136"):
+            return True
+    return any(_NEGATIVE_WORDS.search(t) for t in words_of(concept))
+
+
+def observation_present(resource: dict) -> bool:
+    """The Observation half of "a finding is present" (validity is checked by the caller)."""
+    if resource.get("status") not in OBSERVATION_STATUSES:
+        return False
+    if resource.get("valueBoolean") is False:
+        return False
+    if _negative_concept(resource.get("valueCodeableConcept")):
+        return False
+    value_string = resource.get("valueString")
+    if isinstance(value_string, str) and _NEGATIVE_WORDS.search(value_string):
+        return False
+    for interpretation in resource.get("interpretation") or []:
+        if codes_of(interpretation) & _NEGATIVE_INTERPRETATION:
+            return False
+        if any(_NEGATIVE_ANYWHERE.search(t) for t in words_of(interpretation)):
+            return False
+    return True
+
+
+def _onset_of(resource: dict) -> datetime | None:
+    if resource.get("resourceType") == "Condition":
+        return first_time(resource, "onsetDateTime", "onsetPeriod.start", "recordedDate")
+    return first_time(resource, "effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")
+
+
+def _body_sites(resource: dict) -> tuple[dict, ...]:
+    site = resource.get("bodySite")
+    items = site if isinstance(site, list) else [site]
+    return tuple(s for s in items if isinstance(s, dict))
+
+
+def findings(record: Record, *valueset_names: str) -> list[Finding]:
+    """Present findings coded in any of the named value sets, earliest onset first.
+
+    A resource coded in several of the sets appears once (under the first name that
+    matched). Undated findings come last. ``record.now`` decides future abatement.
+    """
+    out: list[Finding] = []
+    seen: set[int] = set()
+    for name in valueset_names:
+        vs: ValueSet = valueset(name)
+        for rtype in ("Condition", "Observation"):
+            for raw in record.coded(rtype, vs):
+                if id(raw) in seen or not valid(record, raw):
+                    continue
+                present = condition_present(raw, record.now) if rtype == "Condition" else observation_present(raw)
+                if not present:
+                    continue
+                seen.add(id(raw))
+                coding = vs.matching_coding(raw.get("code")) or {}
+                out.append(Finding(
+                    resource=raw, valueset=name, coding=coding,
+                    display=label_of(raw.get("code"), coding.get("display") or vs.title),
+                    onset=_onset_of(raw), body_sites=_body_sites(raw),
+                ))
+    out.sort(key=lambda f: (f.onset is None, f.onset or record.now))
+    return out
+
+
+def onset(found: list[Finding]) -> datetime | None:
+    """The earliest onset among findings (None when none is dated)."""
+    dates = [f.onset for f in found if f.onset is not None]
+    return min(dates) if dates else None
+
+
+def _site_in(finding: Finding, names: tuple[str, ...], words: re.Pattern[str]) -> bool:
+    """Whether a body site (by code or words) or the finding's own code text names one of the sites."""
+    for site in finding.body_sites:
+        if any(valueset(n).matches(site) for n in names) or any(words.search(t) for t in words_of(site)):
+            return True
+    return any(words.search(t) or any(valueset(n).name_matches(t) for n in names)
+               for t in words_of(finding.resource.get("code")))
+
+
+def _located_elsewhere(finding: Finding) -> bool:
+    return bool(finding.body_sites) and not _site_in(finding, ("site_hamstring", "site_thigh", "site_lower_limb"),
+                                                     _LIMB_TEXT)
+
+
+def in_thigh(finding: Finding, record: Record) -> bool:
+    """Whether the finding is in the hamstring / back of the thigh / thigh (see module doc)."""
+    if _site_in(finding, ("site_hamstring", "site_thigh"), _THIGH_TEXT):
+        return True
+    return not _located_elsewhere(finding) and bool(findings(record, "hamstring_injury", "thigh_pain"))
+
+
+def in_lower_limb(finding: Finding, record: Record) -> bool:
+    """Whether the finding is in the leg or thigh (see module doc); False when the record does not say."""
+    if _site_in(finding, ("site_hamstring", "site_thigh", "site_lower_limb"), _LIMB_TEXT):
+        return True
+    return in_thigh(finding, record)

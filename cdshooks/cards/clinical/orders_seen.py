@@ -1,0 +1,96 @@
+"""Orders seen: whether an order is already addressed, and what a draft order is for.
+
+"Already addressed" (catalogue section 1): an order exists when the record holds, coded
+in the value set and dated inside the window,
+
+* a ``ServiceRequest`` with status ``active`` or ``completed`` (not ``doNotPerform``),
+  dated by ``authoredOn``, else ``occurrenceDateTime`` / ``occurrencePeriod.start``;
+* a ``Procedure`` with status ``completed``, ``in-progress`` or ``preparation``, dated by
+  ``performedDateTime``, else ``performedPeriod.end`` / ``.start``;
+* a ``DiagnosticReport`` with status ``final``, ``amended``, ``corrected`` or
+  ``preliminary``, dated by ``effectiveDateTime``, else ``effectivePeriod.end`` /
+  ``.start``, else ``issued``.
+
+"Inside the window" means not older than ``window_days``; a future date counts (a study
+already scheduled is already ordered). An *open* item without any date (an active
+ServiceRequest, an in-progress or preparation Procedure) counts too: it is current by
+its status. A completed item or a report without a date does not (when is unknown).
+Invalid FHIR is ignored.
+
+Draft orders (``context.draftOrders``) are read raw: ``order_codes`` and
+``is_order_for`` look at ``ServiceRequest.code`` / ``Procedure.code`` or the medication
+concept (``medicationCodeableConcept`` or a contained Medication's code).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ...fhir.record import CONCEPT_FIELDS, Record
+from ...fhir.terminology import normalize_code, valueset
+from .elements import codings_of, first_time, valid
+
+__all__ = ["already_done", "order_codes", "order_concept", "is_order_for"]
+
+_STATUSES = {
+    "ServiceRequest": {"active", "completed"},
+    "Procedure": {"completed", "in-progress", "preparation"},
+    "DiagnosticReport": {"final", "amended", "corrected", "preliminary"},
+}
+_OPEN = {"active", "in-progress", "preparation"}
+_DATES = {
+    "ServiceRequest": ("authoredOn", "occurrenceDateTime", "occurrencePeriod.start"),
+    "Procedure": ("performedDateTime", "performedPeriod.end", "performedPeriod.start"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod.end", "effectivePeriod.start", "issued"),
+}
+
+
+def already_done(record: Record, valueset_name: str, now: datetime, window_days: int) -> dict | None:
+    """The newest ServiceRequest / Procedure / DiagnosticReport that already addresses the
+    value set's order inside the window (raw resource), or None."""
+    vs = valueset(valueset_name)
+    since = now - timedelta(days=window_days)
+    best: tuple[datetime, dict] | None = None
+    for rtype, statuses in _STATUSES.items():
+        for raw in record.coded(rtype, vs):
+            status = raw.get("status")
+            if status not in statuses or raw.get("doNotPerform") is True or not valid(record, raw):
+                continue
+            when = first_time(raw, *_DATES[rtype])
+            if when is None and status in _OPEN:
+                when = now
+            if when is None or when < since:
+                continue
+            if best is None or when > best[0]:
+                best = (when, raw)
+    return best[1] if best else None
+
+
+def order_concept(order: dict) -> dict | None:
+    """The CodeableConcept saying what an order is for (see module doc), or None."""
+    rtype = order.get("resourceType")
+    concept = order.get(CONCEPT_FIELDS.get(str(rtype), "code"))
+    if isinstance(concept, dict):
+        return concept
+    ref = order.get("medicationReference")
+    if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
+        for contained in order.get("contained") or []:
+            if isinstance(contained, dict) and contained.get("id") == ref["reference"][1:]:
+                code = contained.get("code")
+                return code if isinstance(code, dict) else None
+    return None
+
+
+def order_codes(order: dict) -> list[tuple[str, str]]:
+    """``(system, code)`` pairs of an order's concept (ICD-10-CM without the dot)."""
+    out = []
+    for coding in codings_of(order_concept(order)):
+        system, code = coding.get("system"), coding.get("code")
+        if isinstance(system, str) and isinstance(code, str):
+            out.append((system, normalize_code(system, code)))
+    return out
+
+
+def is_order_for(order: dict, valueset_name: str) -> bool:
+    """Whether a (draft) order's concept is in the value set (by code, else by name)."""
+    return valueset(valueset_name).matches(order_concept(order))

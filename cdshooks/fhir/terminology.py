@@ -1,0 +1,291 @@
+"""Terminology: value sets and the medication product table, loaded from data files.
+
+Every code the rules use lives in ``cdshooks/valuesets/*.json`` with a provenance note;
+this module only reads them and answers two questions: *does this CodeableConcept
+belong to value set X?* and *which ingredients does this medication concept name?*
+
+Matching follows the catalogue's shared definitions:
+
+* by ``system`` + ``code`` (ICD-10-CM with or without the dot, by prefix where the
+  value set marks a code ``"prefix": true``);
+* else, for a coding whose code this service does not know at all (in no value set and
+  not in the product table), by the value set's names in ``coding.display``; and for a
+  concept none of whose codings is known, in ``CodeableConcept.text``. Names match
+  case-insensitively as whole words ("Penicillin V Potassium" is not a potassium lab:
+  lab value sets carry no names and match by LOINC only).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache, cached_property, lru_cache
+from importlib import resources
+from typing import Iterable
+
+__all__ = [
+    "SNOMED", "ICD10CM", "LOINC", "RXNORM", "CPT", "UCUM",
+    "ValueSet", "Product", "valueset", "valueset_names", "normalize_code",
+    "ingredients", "product", "drug_class", "ingredient_coding", "is_known",
+    "concept_words",
+]
+
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+CPT = "http://www.ama-assn.org/go/cpt"
+UCUM = "http://unitsofmeasure.org"
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def normalize_code(system: str | None, code: str | None) -> str:
+    """ICD-10-CM codes compare without the dot and in upper case; others as given."""
+    code = (code or "").strip()
+    if system == ICD10CM:
+        return code.replace(".", "").upper()
+    return code
+
+
+def concept_words(text: str | None) -> list[str]:
+    """Lower-case words of a display or text, the unit name matching works on."""
+    return list(_words(text or ""))
+
+
+@lru_cache(maxsize=8192)
+def _words(text: str) -> tuple[str, ...]:
+    # records repeat the same displays ("Potassium", "Heart rate") thousands of times
+    return tuple(_WORD.findall(text.replace("\u200b", "").lower()))
+
+
+def _name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
+    phrases = [" ".join(concept_words(n)) for n in names if concept_words(n)]
+    if not phrases:
+        return None
+    alternation = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
+
+
+def _norm_text(text: str | None) -> str:
+    return " ".join(concept_words(text))
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """A named set of codes, with names as the documented fallback."""
+
+    name: str
+    title: str
+    exact: frozenset[tuple[str, str]]
+    prefixes: frozenset[tuple[str, str]]
+    names: tuple[str, ...]
+    codings: tuple[dict, ...] = field(repr=False, default=())
+
+    @cached_property
+    def first_words(self) -> frozenset[str]:
+        return frozenset(concept_words(n)[0] for n in self.names if concept_words(n))
+
+    def has_code(self, system: str | None, code: str | None) -> bool:
+        if not system or not code:
+            return False
+        norm = normalize_code(system, code)
+        if (system, norm) in self.exact:
+            return True
+        return any(system == s and norm.startswith(p) for s, p in self.prefixes)
+
+    def name_matches(self, text: str | None) -> bool:
+        pattern = _pattern_for(self.name)
+        return bool(pattern and text and pattern.search(_norm_text(text)))
+
+    def matching_coding(self, concept: dict | None) -> dict | None:
+        """The coding that places ``concept`` in this set (by code, else by name), or None."""
+        if not isinstance(concept, dict):
+            return None
+        codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+        for coding in codings:
+            if self.has_code(coding.get("system"), coding.get("code")):
+                return coding
+        if not self.names:
+            return None
+        any_known = False
+        for coding in codings:
+            if is_known(coding.get("system"), coding.get("code")):
+                any_known = True
+            elif self.name_matches(coding.get("display")):
+                return coding
+        if not any_known and self.name_matches(concept.get("text")):
+            return {"display": concept.get("text")}
+        return None
+
+    def matches(self, concept: dict | None) -> bool:
+        return self.matching_coding(concept) is not None
+
+    def query_codes(self) -> list[str]:
+        """``system|code`` tokens for a FHIR search, as the codes are sent by EHRs (dotted ICD)."""
+        out = []
+        for c in self.codings:
+            if c.get("query", True):
+                out.append(f"{c['system']}|{c['code']}")
+        return out
+
+
+@dataclass(frozen=True)
+class Product:
+    """One RxNorm product (SCD/SBD) with its ingredients and, when known, its strength."""
+
+    rxnorm: str
+    display: str
+    ingredients: frozenset[str]
+    strength_mg: float | None = None
+    unit_form: str | None = None  # e.g. "tablet": what one unit of doseQuantity counts
+
+
+def _load_json(name: str) -> dict:
+    return json.loads(resources.files("cdshooks.fhir.valuesets").joinpath(name).read_text("utf-8"))
+
+
+@cache
+def _all_valuesets() -> dict[str, ValueSet]:
+    out: dict[str, ValueSet] = {}
+    for entry in sorted(resources.files("cdshooks.fhir.valuesets").iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".json") or entry.name == "medications.json":
+            continue
+        data = json.loads(entry.read_text("utf-8"))
+        exact: set[tuple[str, str]] = set()
+        prefixes: set[tuple[str, str]] = set()
+        for c in data.get("codes", []):
+            key = (c["system"], normalize_code(c["system"], c["code"]))
+            (prefixes if c.get("prefix") else exact).add(key)
+        vs = ValueSet(
+            name=data["name"],
+            title=data.get("title", data["name"]),
+            exact=frozenset(exact),
+            prefixes=frozenset(prefixes),
+            names=tuple(data.get("names", [])),
+            codings=tuple(data.get("codes", [])),
+        )
+        if vs.name in out:
+            raise ValueError(f"duplicate value set {vs.name!r} in {entry.name}")
+        out[vs.name] = vs
+    return out
+
+
+@cache
+def _pattern_for(name: str) -> re.Pattern[str] | None:
+    return _name_pattern(valueset(name).names)
+
+
+def valueset(name: str) -> ValueSet:
+    try:
+        return _all_valuesets()[name]
+    except KeyError:
+        raise KeyError(f"unknown value set {name!r}") from None
+
+
+def valueset_names() -> list[str]:
+    return sorted(_all_valuesets())
+
+
+@cache
+def _medications() -> dict:
+    data = _load_json("medications.json")
+    ingredients_by_code: dict[str, str] = {}
+    for name, ing in data["ingredients"].items():
+        if ing.get("rxnorm"):
+            ingredients_by_code[ing["rxnorm"]] = name
+    products: dict[str, Product] = {}
+    for p in data.get("products", []):
+        products[p["rxnorm"]] = Product(
+            rxnorm=p["rxnorm"],
+            display=p.get("display", ""),
+            ingredients=frozenset(p["ingredients"]),
+            strength_mg=p.get("strength_mg"),
+            unit_form=p.get("unit_form"),
+        )
+    names = {name: _name_pattern(ing.get("names", [name])) for name, ing in data["ingredients"].items()}
+    classes = {k: frozenset(v) for k, v in data.get("classes", {}).items()}
+    return {"data": data, "by_code": ingredients_by_code, "products": products, "names": names, "classes": classes}
+
+
+@cache
+def _known_codes() -> frozenset[tuple[str, str]]:
+    known: set[tuple[str, str]] = set()
+    for vs in _all_valuesets().values():
+        known |= vs.exact
+    meds = _medications()
+    known |= {(RXNORM, c) for c in meds["by_code"]}
+    known |= {(RXNORM, c) for c in meds["products"]}
+    return frozenset(known)
+
+
+def is_known(system: str | None, code: str | None) -> bool:
+    """Whether any value set or the product table knows this code (then names are not consulted)."""
+    if not system or not code:
+        return False
+    norm = normalize_code(system, code)
+    if (system, norm) in _known_codes():
+        return True
+    return any(
+        system == s and norm.startswith(p) for vs in _all_valuesets().values() for s, p in vs.prefixes
+    )
+
+
+def product(concept: dict | None) -> Product | None:
+    """The product table entry for a medication concept's RxNorm product code, if any."""
+    if not isinstance(concept, dict):
+        return None
+    products = _medications()["products"]
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and coding.get("system") == RXNORM and coding.get("code") in products:
+            return products[coding["code"]]
+    return None
+
+
+def ingredients(concept: dict | None) -> frozenset[str]:
+    """Ingredient names (keys of medications.json) that a medication concept names."""
+    if not isinstance(concept, dict):
+        return frozenset()
+    meds = _medications()
+    found: set[str] = set()
+    any_known = False
+    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+    for coding in codings:
+        system, code = coding.get("system"), coding.get("code")
+        if system == RXNORM and code in meds["by_code"]:
+            found.add(meds["by_code"][code])
+            any_known = True
+        elif system == RXNORM and code in meds["products"]:
+            found |= meds["products"][code].ingredients
+            any_known = True
+    if found:
+        return frozenset(found)
+    texts = [c.get("display") for c in codings if not is_known(c.get("system"), c.get("code"))]
+    if not any_known:
+        texts.append(concept.get("text"))
+    for text in texts:
+        norm = _norm_text(text)
+        if not norm:
+            continue
+        for name, pattern in meds["names"].items():
+            if pattern and pattern.search(norm):
+                found.add(name)
+    return frozenset(found)
+
+
+def drug_class(name: str) -> frozenset[str]:
+    """Ingredient names in a class such as ``cyp3a4_inhibitor`` (see medications.json)."""
+    try:
+        return _medications()["classes"][name]
+    except KeyError:
+        raise KeyError(f"unknown drug class {name!r}") from None
+
+
+def ingredient_coding(name: str) -> dict:
+    """The RxNorm ingredient Coding for an ingredient name, for suggested orders."""
+    ing = _medications()["data"]["ingredients"][name]
+    coding = {"display": ing.get("display", name)}
+    if ing.get("rxnorm"):
+        coding = {"system": RXNORM, "code": ing["rxnorm"], **coding}
+    return coding

@@ -1,0 +1,171 @@
+"""API: the CDS Hooks HTTP endpoints, thin over the engine and the store.
+
+    GET  /cds-services                  discovery
+    POST /cds-services/<id>             a hook call
+    POST /cds-services/<id>/feedback    feedback on issued cards
+    GET  /healthz                       the service and its database answer
+
+CORS preflights are answered before authentication; every other CDS request must carry
+a valid client JWT unless ``CDSHOOKS_AUTH=off``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from .. import logs
+from ..config import Settings
+from ..store import Store
+from .engine import Engine
+from .errors import InvalidRequest, Unauthenticated, operation_outcome
+from .validation import validate
+
+__all__ = ["bp", "State", "state", "floor_blueprint"]
+
+bp = Blueprint("cds", __name__)
+
+AUTH_OFF_HEADER = "X-CDS-Authentication"
+
+
+@dataclass
+class State:
+    settings: Settings
+    store: Store
+    engine: Engine
+    verifier: object | None  # auth.Verifier when authentication is required
+
+
+def state() -> State:
+    return current_app.extensions["cdshooks"]
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise InvalidRequest("The request body is empty; a JSON object is required", expression=["(body)"])
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("The request body is not valid JSON", expression=["(body)"]) from None
+
+
+def _audience() -> str:
+    base = state().settings.public_url.rstrip("/") or request.host_url.rstrip("/")
+    return base + request.path
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+@bp.before_app_request
+def _request_id():
+    given = request.headers.get("X-Request-ID", "")
+    logs.set_request_id(given if _REQUEST_ID.match(given) else logs.new_request_id())
+
+
+@bp.teardown_app_request
+def _clear_request_id(_exc):
+    logs.set_request_id(None)
+
+
+@bp.before_request
+def _authenticate():
+    if request.method == "OPTIONS":
+        return _preflight()
+    st = state()
+    if st.verifier is None or request.path == "/healthz":
+        return None
+    from ..trust.verifier import Unauthorized
+
+    try:
+        g.claims = st.verifier.check(request.headers.get("Authorization"), _audience())
+    except Unauthorized:
+        return Unauthenticated().response()
+    return None
+
+
+def _preflight() -> Response:
+    resp = Response(status=204)
+    resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    resp.headers["Access-Control-Max-Age"] = "86400"
+    return resp
+
+
+@bp.after_app_request
+def _cors(resp: Response) -> Response:
+    st = current_app.extensions.get("cdshooks")
+    if st is None:
+        return resp
+    allowed = st.settings.cors_origins
+    origin = request.headers.get("Origin")
+    if "*" in allowed:
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin and origin in allowed:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.headers.add("Vary", "Origin")
+    if st.verifier is None:
+        resp.headers[AUTH_OFF_HEADER] = "off"
+    return resp
+
+
+@bp.route("/cds-services", methods=["GET", "OPTIONS"])
+def discovery():
+    st = state()
+    return jsonify({"services": [s.discovery() for s in st.engine.services.values()]})
+
+
+def _release_after_sending(resp: Response, body: object) -> Response:
+    """Free the parsed request body only once the response has been sent.
+
+    Freeing a large prefetch (tens of thousands of objects) takes milliseconds; done after
+    the WSGI server has written the answer, the clinician does not wait for it.
+    """
+    resp.call_on_close(lambda: body)
+    return resp
+
+
+@bp.route("/cds-services/<service_id>", methods=["POST", "OPTIONS"])
+def call_service(service_id: str):
+    st = state()
+    st.engine.service(service_id)  # 404 before parsing the body
+    body = _json_body()
+    return _release_after_sending(jsonify(st.engine.answer(service_id, body)), body)
+
+
+@bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])
+def post_feedback(service_id: str):
+    st = state()
+    service = st.engine.service(service_id)
+    body = _json_body()
+    validate(body, "feedback")
+    counts = st.store.store_feedback(service.id, body["feedback"])
+    return jsonify(counts)
+
+
+@bp.route("/healthz", methods=["GET"])
+def healthz():
+    st = state()
+    if not st.store.ping():
+        resp = jsonify(operation_outcome("transient", "The database does not answer"))
+        resp.status_code = 503
+        return resp
+    return jsonify({"status": "ok", "authentication": "required" if st.verifier else "off"})
+
+
+def floor_blueprint() -> Blueprint:
+    """The benchmark's floor: the same stack answering a route that only parses the JSON body."""
+    floor = Blueprint("floor", __name__)
+
+    @floor.route("/_bench/parse", methods=["POST"])
+    def parse_only():
+        body = _json_body()
+        return _release_after_sending(jsonify({"keys": len(body) if isinstance(body, dict) else 0}), body)
+
+    return floor
+

@@ -1,0 +1,214 @@
+"""Engine: one hook call, from a validated request to the response's cards.
+
+    services()  one CDS service per hook, its prefetch built from its rules' reads
+    answer()    validate -> gather data (prefetch, else fhirServer) -> Record -> run each
+                rule in isolation -> de-duplicate orders across cards -> sort, stamp uuids
+                -> record issued cards -> {"cards": [...]}
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .. import logs
+from ..cards.card import INDICATORS, TOPIC_SYSTEM, Card
+from ..cards.registry import HOOKS, Call, Rule, rules_for
+from ..config import Settings
+from ..fhir.client import FhirClient
+from ..fhir.record import Record, flatten
+from ..store import IssuedCard, Store
+from . import prefetch
+from .errors import DataUnobtainable, InvalidRequest, UnknownService
+from .validation import validate
+
+__all__ = ["Service", "Engine", "SERVICE_IDS"]
+
+SERVICE_IDS = {hook: f"fasciculation-{hook}" for hook in HOOKS}
+
+_DESCRIPTIONS = {
+    "patient-view": "When a chart opens: flags fasciculations that need urgent neurology (weakness, respiratory "
+                    "involvement), EMG, electrolytes, drug causes (irinotecan interactions), nerve hyperexcitability, "
+                    "cirrhosis cramps and hamstring twitching work-up.",
+    "order-select": "While orders are chosen: checks baclofen and quinidine doses against the cramp guideline, "
+                    "irinotecan CYP3A4/UGT1A1 interactions, phrenic nerve test timing, and EMG orders that must not "
+                    "delay an urgent neurology referral.",
+    "order-sign": "Before orders are signed: the same checks as order-select, over every draft order.",
+}
+
+_USAGE = ("FHIR R4. Send the prefetch this service declares, or a fhirServer the service is allowed to call "
+          "(with fhirAuthorization when the server needs it). Requests are authenticated with a signed JWT "
+          "(CDS Hooks 2.0 'Trusting CDS Clients').")
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hook: str
+    title: str
+    description: str
+    rules: tuple[Rule, ...]
+    prefetch: dict[str, str] = field(default_factory=dict)
+
+    def discovery(self) -> dict:
+        entry: dict[str, object] = {"id": self.id, "hook": self.hook, "title": self.title,
+                                    "description": self.description, "usageRequirements": _USAGE}
+        if self.prefetch:
+            entry["prefetch"] = dict(self.prefetch)
+        return entry
+
+
+def _aware_now(now: datetime | None) -> datetime:
+    now = now or datetime.now(timezone.utc)
+    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: Store | None):
+        self.settings = settings
+        self.store = store
+        self.services: dict[str, Service] = {}
+        for hook in HOOKS:
+            rules = tuple(rules_for(hook, settings.rules.disabled))
+            self.services[SERVICE_IDS[hook]] = Service(
+                id=SERVICE_IDS[hook], hook=hook, title=f"Muscle twitching (fasciculations): {hook}",
+                description=_DESCRIPTIONS[hook], rules=rules, prefetch=prefetch.templates_for(rules))
+
+    def service(self, service_id: str) -> Service:
+        try:
+            return self.services[service_id]
+        except KeyError:
+            raise UnknownService(f"Unknown CDS service {service_id!r}") from None
+
+    # -- the call -------------------------------------------------------------------
+    def validate(self, service: Service, body: object) -> dict:
+        validate(body, "hook-request")
+        assert isinstance(body, dict)
+        if body["hook"] != service.hook:
+            raise InvalidRequest(f"hook must be {service.hook!r} for service {service.id!r}", expression=["hook"])
+        validate(body["context"], f"context-{service.hook}", prefix="context")
+        return body
+
+    def answer(self, service_id: str, body: object, now: datetime | None = None,
+               deadline: float | None = None) -> dict:
+        started = time.monotonic()
+        service = self.service(service_id)
+        request = self.validate(service, body)
+        deadline = deadline or started + self.settings.call_budget
+        now = _aware_now(now)
+        hook_instance = request["hookInstance"]
+        context = request["context"]
+        patient_id = context["patientId"]
+
+        client = FhirClient.for_request(request, self.settings)
+        try:
+            gathered = prefetch.gather(service.prefetch, request, self.settings, client, deadline)
+        except prefetch.DataUnavailable as exc:
+            logs.event("hook.unobtainable", hook=service.hook, hook_instance=hook_instance, keys=exc.keys,
+                       reason=exc.reason)
+            raise DataUnobtainable(f"Required data could not be obtained ({exc.reason}): {', '.join(exc.keys)}",
+                                   expression=[f"prefetch.{k}" for k in exc.keys]) from None
+        t_gathered = time.monotonic()
+
+        record = Record.from_prefetch(patient_id, gathered.values.values(), now)
+        drafts, orders = self._orders(service.hook, context)
+        for draft in drafts:
+            if draft.get("resourceType") == "Medication":
+                record.ingest(draft)
+        t_record = time.monotonic()
+        call = Call(hook=service.hook, now=now, record=record, settings=self.settings.rules,
+                    orders=orders, draft_orders=[r for r in drafts if r.get("resourceType") != "Medication"])
+
+        cards, failed = self._run(service, call, hook_instance)
+        cards = _sorted(_dedupe_orders(cards))
+        t_rules = time.monotonic()
+        issued = []
+        for card in cards:
+            card.uuid = str(uuid.uuid4())
+            for s in card.suggestions:
+                s.uuid = str(uuid.uuid4())
+            suggestion_ids = [s.uuid for s in card.suggestions if s.uuid]
+            issued.append(IssuedCard(card.uuid, card.rule_id or "", card.indicator, suggestion_ids))
+        if self.store is not None:
+            self.store.record_issued(service.id, hook_instance, issued)
+        finished = time.monotonic()
+
+        def ms(a: float, b: float) -> float:
+            return round((b - a) * 1000, 2)
+
+        logs.event(
+            "hook.answered", hook=service.hook, hook_instance=hook_instance,
+            rules_fired=sorted({c.rule_id for c in cards if c.rule_id}), rules_failed=failed, cards=len(cards),
+            resources=record.count(), invalid_resources=record.invalid, other_patient_resources=record.other_patient,
+            fetched_keys=gathered.fetched, ms_data=ms(started, t_gathered), ms_fetch=round(gathered.fetch_ms, 2),
+            ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
+            ms_total=ms(started, finished),
+        )
+        return {"cards": [c.to_json() for c in cards]}
+
+    def _orders(self, hook: str, context: dict) -> tuple[list[dict], list[dict]]:
+        """(every draft order resource, the orders the rules judge)."""
+        if hook == "patient-view":
+            return [], []
+        drafts = list(flatten(context.get("draftOrders")))
+        if hook == "order-sign":
+            return drafts, drafts
+        selected = set(context.get("selections") or [])
+        chosen = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in selected]
+        return drafts, chosen
+
+    def _run(self, service: Service, call: Call, hook_instance: str) -> tuple[list[Card], list[str]]:
+        cards: list[Card] = []
+        failed: list[str] = []
+        for rule in service.rules:
+            try:
+                produced = rule.run(call)
+            except Exception as exc:  # one rule's failure never sinks the others
+                if self.settings.strict_rules:
+                    raise
+                failed.append(rule.id)
+                logs.event("rule.failed", logging.ERROR, rule=rule.id, hook_instance=hook_instance,
+                           error=type(exc).__name__)
+                continue
+            if produced:
+                call._fired.add(rule.id)
+            for card in produced:
+                card.rule_id = rule.id
+                card.source = {
+                    "label": rule.source.label,
+                    "url": rule.source.url,
+                    "topic": {"system": TOPIC_SYSTEM, "code": rule.id, "display": rule.title},
+                }
+                if not card.source["url"]:
+                    del card.source["url"]
+                cards.append(card)
+        return cards, failed
+
+
+def _sorted(cards: list[Card]) -> list[Card]:
+    """Most urgent first; cards of equal urgency by rule id, so answers are deterministic."""
+    return sorted(cards, key=lambda c: (INDICATORS.index(c.indicator), c.rule_id or ""))
+
+
+def _dedupe_orders(cards: list[Card]) -> list[Card]:
+    """An order suggested by several cards stays on the most urgent one; the others refer to it."""
+    from ..cards.orders import describe, order_key
+
+    offered: dict[tuple, Card] = {}
+    for card in _sorted(cards):
+        kept = []
+        for suggestion in card.suggestions:
+            keys = [order_key(a.resource) for a in suggestion.actions if a.type == "create" and a.resource]
+            owner = next((offered[k] for k in keys if k in offered), None)
+            if owner is not None and owner is not card:
+                names = ", ".join(describe(a.resource) for a in suggestion.actions if a.resource)
+                card.detail += f"\n\nThe {names} order is offered on the card \u201c{owner.summary}\u201d."
+                continue
+            for k in keys:
+                offered.setdefault(k, card)
+            kept.append(suggestion)
+        card.suggestions = kept
+    return cards

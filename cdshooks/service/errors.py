@@ -1,0 +1,103 @@
+"""Errors: every non-2xx answer is a FHIR OperationOutcome.
+
+Each ``ServiceError`` subclass carries its HTTP status and FHIR issue code; ``register()``
+installs one handler for them, one for werkzeug's HTTP errors, and a last one that turns
+anything unexpected into a 500 that reveals no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .. import logs
+
+__all__ = ["ServiceError", "InvalidRequest", "UnknownService", "DataUnobtainable", "Unauthenticated",
+           "operation_outcome", "register"]
+
+
+def operation_outcome(code: str, diagnostics: str, expression: list[str] | None = None,
+                      severity: str = "error") -> dict:
+    issue: dict = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = expression
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "exception"
+
+    def __init__(self, diagnostics: str, expression: list[str] | None = None):
+        super().__init__(diagnostics)
+        self.diagnostics = diagnostics
+        self.expression = expression
+
+    def response(self) -> Response:
+        resp = jsonify(operation_outcome(self.code, self.diagnostics, self.expression))
+        resp.status_code = self.status
+        return resp
+
+
+class InvalidRequest(ServiceError):
+    status = 400
+    code = "invalid"
+
+
+class UnknownService(ServiceError):
+    status = 404
+    code = "not-found"
+
+
+class DataUnobtainable(ServiceError):
+    """412: data the rules need is neither in prefetch nor obtainable from fhirServer."""
+
+    status = 412
+    code = "processing"
+
+
+class Unauthenticated(ServiceError):
+    status = 401
+    code = "login"
+
+    def __init__(self) -> None:
+        super().__init__("Authentication required")
+
+    def response(self) -> Response:
+        resp = super().response()
+        resp.headers["WWW-Authenticate"] = "Bearer"
+        return resp
+
+
+_HTTP_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError):
+        return exc.response()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        message = {
+            404: "No such endpoint",
+            405: "Method not allowed on this endpoint",
+            413: "Request body too large",
+        }.get(status, exc.name)
+        resp = jsonify(operation_outcome(_HTTP_CODES.get(status, "exception"), message))
+        resp.status_code = status
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            resp.headers["Allow"] = exc.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        if app.config.get("PROPAGATE_UNEXPECTED"):
+            raise exc
+        logs.event("request.failed", logging.ERROR, error=type(exc).__name__)
+        resp = jsonify(operation_outcome("exception", "The service could not process the request"))
+        resp.status_code = 500
+        return resp

@@ -1,0 +1,173 @@
+"""Prefetch: the templates a service declares, and the data a call ends up with.
+
+Templates are built from what a hook's rules read (``Rule.reads``): one search per data
+key, filtered by the patient and by the codes of the value sets the rules name, newest
+first and bounded. Medication searches are filtered by status, not code: orders carry
+product-level codes or references to Medication resources that a code search misses.
+
+``gather()`` turns a request into the data the rules see, per key:
+
+* a value that is present is used as it is (a searchset Bundle or a resource);
+* ``null``, or a searchset with no entries, means *no data*;
+* a missing key, or an ``OperationOutcome`` in its place, is fetched from ``fhirServer``
+  (all such keys in parallel, within the call's time budget);
+* a key that still cannot be obtained raises ``DataUnavailable`` (412). A failed fetch is
+  never turned into *no data*.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+from urllib.parse import quote
+
+from ..cards.registry import DATA_KEYS, DataKey
+from ..fhir.terminology import valueset
+
+__all__ = ["DATA_KEYS", "DataKey", "templates_for", "expand_template", "gather", "Gathered",
+           "DataUnavailable", "USER_TOKENS"]
+
+
+
+# Longest code list in one template: URLs stay well under the 8 KB request lines servers accept.
+MAX_CODES_CHARS = 3000
+
+USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+_TOKEN = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+
+
+def templates_for(rules: Iterable) -> dict[str, str]:
+    """The prefetch templates of a service whose rules are ``rules``.
+
+    A data key whose code list would make a long URL is split into several templates
+    (``conditions``, ``conditions-2``, ...); their results all land in the same record.
+    """
+    wanted: dict[str, set[str]] = {}
+    for r in rules:
+        for key, names in r.reads.items():
+            wanted.setdefault(key, set()).update(names)
+    out: dict[str, str] = {}
+    for key in DATA_KEYS:
+        if key not in wanted:
+            continue
+        spec = DATA_KEYS[key]
+        chunks: list[list[str]] = [[]]
+        if spec.coded:
+            seen: set[str] = set()
+            size = 0
+            for name in sorted(wanted[key]):
+                for token in valueset(name).query_codes():
+                    system = token.partition("|")[0]
+                    if token in seen or (spec.systems and system not in spec.systems):
+                        continue
+                    seen.add(token)
+                    encoded = quote(token, safe=":/.-")
+                    if size + len(encoded) > MAX_CODES_CHARS and chunks[-1]:
+                        chunks.append([])
+                        size = 0
+                    chunks[-1].append(encoded)
+                    size += len(encoded) + 1
+        for i, codes in enumerate(chunks, start=1):
+            params = ["patient={{context.patientId}}"]
+            if codes:
+                params.append("code=" + ",".join(codes))
+            if spec.fixed:
+                params.append(spec.fixed)
+            if spec.sort:
+                params.append(f"_sort={spec.sort}")
+            params.append(f"_count={spec.count}")
+            out[key if i == 1 else f"{key}-{i}"] = f"{spec.resource_type}?{'&'.join(params)}"
+    return out
+
+
+def expand_template(template: str, context: dict, user_id: str | None = None) -> str | None:
+    """Replace ``{{context.x}}`` and the user tokens; None when a token has no value.
+
+    Only root-level primitive context fields are tokens (``selections`` and
+    ``draftOrders`` are not). Values are URL-encoded.
+    """
+    user_id = user_id if user_id is not None else context.get("userId")
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        token = match.group(1)
+        if token.startswith("context."):
+            v = context.get(token[len("context."):])
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v):
+                return quote(str(v), safe="/")
+        elif token in USER_TOKENS and isinstance(user_id, str) and "/" in user_id:
+            rtype, _, rid = user_id.partition("/")
+            if rtype == USER_TOKENS[token] and rid:
+                return quote(rid, safe="")
+        missing = True
+        return ""
+
+    out = _TOKEN.sub(value, template)
+    return None if missing else out
+
+
+class DataUnavailable(Exception):
+    """Data the rules need could not be obtained (412)."""
+
+    def __init__(self, keys: Iterable[str], reason: str):
+        self.keys = sorted(set(keys))
+        self.reason = reason
+        super().__init__(f"{reason}: {', '.join(self.keys)}")
+
+
+@dataclass
+class Gathered:
+    """The data of one call: values per key, and what it took to get them."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)
+    fetch_ms: float = 0.0
+
+
+def _is_outcome(value: object) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+
+
+def gather(templates: dict[str, str], request: dict, settings, client=None, deadline: float | None = None) -> Gathered:
+    """The data for each template key, from prefetch or from ``fhirServer``.
+
+    ``client`` is a ``fhirclient.FhirClient`` (or None when no fallback is possible);
+    ``deadline`` is a ``time.monotonic()`` instant after which nothing more is fetched.
+    """
+    from ..fhir.client import FetchError
+
+    prefetch = request.get("prefetch")
+    prefetch = prefetch if isinstance(prefetch, dict) else {}
+    context = request.get("context") or {}
+    out = Gathered()
+    to_fetch: dict[str, str] = {}
+    for key, template in templates.items():
+        if key in prefetch and not _is_outcome(prefetch[key]):
+            out.values[key] = prefetch[key]  # None means "no data"
+            continue
+        query = expand_template(template, context)
+        if query is None:
+            raise DataUnavailable([key], "prefetch template has no value for a token")
+        to_fetch[key] = query
+    if not to_fetch:
+        return out
+    if client is None:
+        raise DataUnavailable(to_fetch, "prefetch data missing and no usable fhirServer")
+    started = time.monotonic()
+    try:
+        results = client.search_many(to_fetch, deadline=deadline)
+    except FetchError as exc:
+        raise DataUnavailable(exc.keys or to_fetch, exc.reason) from None
+    out.values.update(results)
+    out.fetched = sorted(to_fetch)
+    out.fetch_ms = (time.monotonic() - started) * 1000
+    return out
