@@ -4,6 +4,11 @@
     answer()    validate -> gather data (prefetch, else fhirServer) -> Record -> run each
                 rule in isolation -> de-duplicate orders across cards -> sort, stamp uuids
                 -> record issued cards -> {"cards": [...]}
+    outcome()   the same call, also saying which rules raised (``Outcome``)
+    evaluate()  one patient's resources as of an instant, no HTTP: the request an EHR would
+                send (prefetch computed from the resources by the service's own templates,
+                draft orders for the order hooks) answered by ``outcome()``. The CLI and the
+                population runners use it, so a silent run and a hook call cannot disagree.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Iterable
 
 from .. import logs
 from ..cards.card import INDICATORS, TOPIC_SYSTEM, Card
@@ -25,7 +31,7 @@ from . import prefetch
 from .errors import DataUnobtainable, InvalidRequest, UnknownService
 from .validation import validate
 
-__all__ = ["Service", "Engine", "SERVICE_IDS"]
+__all__ = ["Service", "Engine", "Outcome", "SERVICE_IDS"]
 
 SERVICE_IDS = {hook: f"fasciculation-{hook}" for hook in HOOKS}
 
@@ -61,6 +67,17 @@ class Service:
         return entry
 
 
+@dataclass
+class Outcome:
+    """One call's answer: the cards (as sent) and the ids of the rules that raised and gave no card."""
+
+    cards: list[dict]
+    failed: list[str] = field(default_factory=list)
+
+    def body(self) -> dict:
+        return {"cards": self.cards}
+
+
 def _aware_now(now: datetime | None) -> datetime:
     now = now or datetime.now(timezone.utc)
     return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
@@ -94,6 +111,29 @@ class Engine:
 
     def answer(self, service_id: str, body: object, now: datetime | None = None,
                deadline: float | None = None) -> dict:
+        return self.outcome(service_id, body, now, deadline).body()
+
+    def evaluate(self, hook: str, resources: Iterable[dict], now: datetime, *, patient_id: str | None = None,
+                 draft_orders: Iterable[dict] | None = None, selections: Iterable[str] | None = None) -> Outcome:
+        """``hook`` for one patient's ``resources`` (dates already resolved) as of ``now``, without HTTP.
+
+        The request is the one an EHR would send: the prefetch is what the service's templates
+        select from ``resources`` (by code, status, sort and count), ``draft_orders`` go in
+        ``context.draftOrders`` (order hooks; ``selections`` default to all of them for
+        order-select). ``patient_id`` defaults to the first Patient's. Raises ``ValueError``
+        when there is no patient and ``InvalidRequest`` as a hook call would.
+        """
+        from .hook_request import request_for
+
+        service = self.service(SERVICE_IDS[hook]) if hook in SERVICE_IDS else self.service(hook)
+        resources = list(resources)
+        request = request_for(resources, service.hook, service.prefetch, now=now, patient_id=patient_id,
+                              orders=draft_orders, selections=selections)
+        return self.outcome(service.id, request, now)
+
+    def outcome(self, service_id: str, body: object, now: datetime | None = None,
+                deadline: float | None = None) -> Outcome:
+        """``answer()``'s call, returning the cards with the rules that raised."""
         started = time.monotonic()
         service = self.service(service_id)
         request = self.validate(service, body)
@@ -147,7 +187,7 @@ class Engine:
             ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
             ms_total=ms(started, finished),
         )
-        return {"cards": [c.to_json() for c in cards]}
+        return Outcome([c.to_json() for c in cards], failed)
 
     def _orders(self, hook: str, context: dict) -> tuple[list[dict], list[dict]]:
         """(every draft order resource, the orders the rules judge)."""

@@ -29,7 +29,7 @@ from ..fhir import search as fhirsearch
 from ..fhir.bundles import REQUEST_TYPES, draft_orders, patients, record_resources, resolve_dates
 from .prefetch import expand_template
 
-__all__ = ["build_request", "prefetch_values", "hook_request", "check_hook", "parse_now", "read_fhir",
+__all__ = ["build_request", "request_for", "prefetch_values", "hook_request", "check_hook", "parse_now", "read_fhir",
            "order_resources", "check_fhir", "InputError", "SeveralPatients", "NoDraftOrders"]
 
 
@@ -85,7 +85,25 @@ def build_request(bundle: dict, hook: str, templates: dict[str, str], *, patient
         patient_id = next(iter(split))
     if patient_id not in split:
         raise ValueError(f"the bundle holds no Patient/{patient_id}")
-    resources = split[patient_id]
+    return request_for(split[patient_id], hook, templates, now=now, patient_id=patient_id, orders=orders,
+                       selections=selections, user_id=user_id, hook_instance=hook_instance,
+                       fhir_server=fhir_server, prefetch=prefetch)
+
+
+def request_for(resources: list[dict], hook: str, templates: dict[str, str], *, now: datetime,
+                patient_id: str | None = None, orders: Iterable[dict] | None = None,
+                selections: Iterable[str] | None = None, user_id: str = "Practitioner/example",
+                hook_instance: str | None = None, fhir_server: str | None = None, prefetch: bool = True) -> dict:
+    """The request for one patient's ``resources`` (dates resolved, references ``Type/id``), as ``build_request``.
+
+    ``patient_id`` defaults to the first Patient's id; ``orders`` replace the resources' own
+    draft orders (which are never part of the record).
+    """
+    if patient_id is None:
+        patient_id = next((r["id"] for r in resources if r.get("resourceType") == "Patient"
+                           and isinstance(r.get("id"), str)), None)
+        if patient_id is None:
+            raise ValueError("the resources hold no Patient with an id")
     context: dict = {"userId": user_id, "patientId": patient_id}
     if hook != "patient-view":
         drafts = list(orders) if orders is not None else draft_orders(resources)
