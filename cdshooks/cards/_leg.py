@@ -5,7 +5,9 @@ Shared by ``hamstring-twitch-care``, ``thigh-mri``, ``claudication-abi`` and
 location test itself is ``clinical.in_thigh`` / ``clinical.in_lower_limb``; this module
 selects the findings that pass it and words the facts the cards show, so all four cards
 say where the twitching is the same way. A finding whose record does not say where it is
-never passes: the leg rules stay silent for it.
+never passes: the leg rules stay silent for it. Nor does twitching the record places only
+in the eyelid or face (``_twitch.face_only``), whatever hamstring injury or thigh pain the
+record also holds: eyelid myokymia is not leg twitching.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime
 
 from ..fhir.record import Record
 from ..fhir.terminology import SNOMED, valueset
+from ._twitch import face_only
 from .clinical import Finding, findings, in_lower_limb, in_thigh
 from .clinical.elements import codings_of, first_time, label_of, words_of
 from .clinical.findings import LIMB_WORDS, THIGH_WORDS
@@ -56,7 +59,8 @@ def thigh_findings(record: Record, *valueset_names: str) -> list[Finding]:
     the limb below the thigh (calf, shin, knee, ankle, foot, toes) stays there: a hamstring
     injury elsewhere in the record does not move calf twitching into the thigh.
     """
-    return [f for f in findings(record, *valueset_names) if in_thigh(f, record) and not _below_thigh(f)]
+    return [f for f in findings(record, *valueset_names)
+            if not face_only(f) and in_thigh(f, record) and not _below_thigh(f)]
 
 
 def _below_thigh(finding: Finding) -> bool:
@@ -72,7 +76,7 @@ def _below_thigh(finding: Finding) -> bool:
 
 def leg_findings(record: Record, *valueset_names: str) -> list[Finding]:
     """Present findings of the value sets placed in the leg or thigh (earliest first)."""
-    return [f for f in findings(record, *valueset_names) if in_lower_limb(f, record)]
+    return [f for f in findings(record, *valueset_names) if not face_only(f) and in_lower_limb(f, record)]
 
 
 def placing_diagnoses(record: Record) -> list[Finding]:

@@ -29,11 +29,21 @@ Choices where the catalogue and guidelines are silent
     panel when potassium or calcium has none, magnesium when magnesium has none (a
     recent result of a test counts as that test done in the window). The window for
     "already ordered" is the recent-lab window.
+
+What changed and why (clinical review)
+    Twitching the record places only in the eyelid or face (``_twitch.face_only``:
+    eyelid or facial myokymia) no longer starts the work-up on its own: the guideline
+    is silent on eyelid twitching, and its electrolyte advice is about fasciculations
+    "throughout the body, including the hamstrings" (003). A cramp, or twitching
+    anywhere else (or unplaced), still fires the card. Our choice for the sister rule:
+    ``electrolyte-abnormal`` still fires on a recent *low* value with eyelid twitching,
+    because the low value itself needs correcting whatever the twitching is.
 """
 
 from __future__ import annotations
 
 from ._electrolytes import NAMES, READS, finding_line, order_suggestions, recent_electrolytes
+from ._twitch import body_twitching
 from .card import Card, render_detail
 from .clinical import already_done, findings
 from .registry import Call, Source, rule
@@ -60,7 +70,8 @@ def evaluate(call: Call) -> Card | None:
     """An info card with the BMP and magnesium orders when an electrolyte has no recent result."""
     if call.fired("hamstring-twitch-care"):
         return None
-    symptoms = findings(call.record, "fasciculation", "cramp")
+    twitch, _face = body_twitching(call.record)
+    symptoms = sorted(twitch + findings(call.record, "cramp"), key=lambda f: (f.onset is None, f.onset or call.now))
     if not symptoms:
         return None
     missing = [lab for lab, result in recent_electrolytes(call).items() if result is None]

@@ -15,6 +15,12 @@ When it stays silent
       refuted, resolved, entered in error or negated);
     * an EMG / nerve conduction study ordered or done inside the window;
     * ``mnd-red-flag`` fired;
+    * the diagnosis is already made: a motor neuron disease (``motor_neuron_disease``) or
+      neuromyotonia (``neuromyotonia``) diagnosis is present;
+    * an EMG on file (completed Procedure or final / amended / corrected DiagnosticReport,
+      of any age) is read as abnormal: the study answered the question, and what follows
+      is neurology's, not another EMG;
+    * the only twitching is in the eyelid or face (``_twitch.face_only``: myokymia);
     * a benign fasciculation diagnosis follows a negative EMG: a present
       ``benign_fasciculation`` diagnosis dated (``recordedDate``, else its onset) on or
       after an EMG (completed Procedure, or final / amended / corrected DiagnosticReport,
@@ -33,12 +39,25 @@ Guideline
     studies". 000 Treatment: "For benign fasciculations: Reassurance after negative
     workup".
 
+What changed and why (clinical review)
+    * The card asked for a needle EMG in a patient with a known motor neuron disease and
+      an abnormal EMG on file. The guideline's purpose for EMG is "to distinguish benign
+      fasciculations from pathologic neuromuscular disease" (000, opening line): once a
+      diagnosis is made (MND, neuromyotonia) or an EMG has been read as abnormal, that
+      question is answered and the card stays silent. A benign diagnosis that follows an
+      abnormal EMG therefore no longer fires the card either (the abnormal EMG answered
+      the question; the contradiction is for the clinician, not a new EMG).
+    * Eyelid or facial twitching alone does not fire it: the guideline is silent on
+      eyelid twitching; EMG is for fasciculations of "affected muscle groups" (000) and
+      eyelid myokymia is not a limb fasciculation.
+
 Choices where the catalogue and guideline are silent
     * An EMG is "abnormal" when its report's ``conclusionCode`` (or the Procedure's
       ``outcome``) is SNOMED Abnormal (263654008), or its conclusion / outcome text
       starts with "abnormal". Anything else counts as negative, including an EMG with no
-      recorded reading: the later benign diagnosis is the clinician's reading of it. A
-      benign diagnosis that follows an abnormal EMG does not silence the card.
+      recorded reading: the later benign diagnosis is the clinician's reading of it. An
+      EMG with no reading and no benign diagnosis after it silences the card only inside
+      the study window (as any EMG on file does).
     * The EMG before a benign diagnosis may be older than the study window: the
       diagnosis, not the study, is what is current.
     * Persistence is measured from the earliest present fasciculation; an undated
@@ -51,7 +70,8 @@ from datetime import datetime, timedelta
 
 from ..fhir.record import Record
 from ..fhir.terminology import SNOMED, valueset
-from ._neuro import day, finding_fact, findings_fact, offer, on_file_fact, when_on_file
+from ._neuro import day, finding_fact, findings_fact, offer, when_on_file
+from ._twitch import body_twitching
 from .card import Card, render_detail
 from .clinical import Finding, already_done, findings, onset
 from .clinical.elements import codings_of, first_time, valid, words_of
@@ -59,7 +79,8 @@ from .orders import service_request
 from .registry import Call, Source, rule
 
 _SYMPTOMS = ("cramp", "paresthesia", "sensory_change", "muscle_stiffness")
-_FINDINGS = ("fasciculation", "benign_fasciculation") + _SYMPTOMS
+_DIAGNOSES = ("motor_neuron_disease", "neuromyotonia")
+_FINDINGS = ("fasciculation", "benign_fasciculation") + _SYMPTOMS + _DIAGNOSES
 _ABNORMAL_SNOMED = "263654008"
 _CITE = "Muscle Twitching: Causes and Treatment"
 _CITE_003 = "Hamstring Muscle Twitching: Causes and Clinical Approach"
@@ -110,8 +131,8 @@ def _benign_after_emg(record: Record) -> list[tuple[Finding, datetime, dict]]:
 def evaluate(call: Call) -> Card | None:
     if call.fired("mnd-red-flag"):
         return None
-    twitch = findings(call.record, "fasciculation")
-    if not twitch:
+    twitch, _face = body_twitching(call.record)
+    if not twitch or findings(call.record, *_DIAGNOSES):
         return None
     began = onset(twitch)
     persistent = began is not None and began <= call.now - timedelta(days=call.settings.persistent_days)
@@ -120,8 +141,9 @@ def evaluate(call: Call) -> Card | None:
         return None
     if already_done(call.record, "emg_ncs", call.now, call.settings.study_window_days) is not None:
         return None
-    benign = _benign_after_emg(call.record)
-    if any(not _abnormal(emg) for _, _, emg in benign):
+    if any(_abnormal(emg) for _, emg in _emgs(call.record)):
+        return None
+    if _benign_after_emg(call.record):
         return None
 
     why = [f"Fasciculation: {findings_fact(twitch)}"]
@@ -132,10 +154,6 @@ def evaluate(call: Call) -> Card | None:
     if symptoms:
         why.append("With other symptoms: " + "; ".join(finding_fact(f) for f in symptoms))
     why.append(f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days")
-    for diagnosis, made, emg in benign:
-        reading = f", \u201c{emg['conclusion']}\u201d" if isinstance(emg.get("conclusion"), str) else ""
-        why.append(f"{diagnosis.display} recorded {day(made)} follows an EMG read as abnormal "
-                   f"({on_file_fact(emg)}{reading}): the benign label does not rest on a negative work-up")
     guideline = [
         f"Clinical examination alone cannot reliably distinguish benign from pathologic fasciculations: do not skip "
         f"EMG in uncertain cases ({_CITE} — Critical Pitfalls).",

@@ -1,14 +1,19 @@
 """respiratory-involvement: neuromuscular twitching or weakness with respiratory muscle involvement.
 
 When it fires (critical)
-    A fasciculation, muscle weakness or a neuromuscular diagnosis (MND/ALS, SMA,
-    neuromyotonia, Morvan, myasthenia gravis, Guillain-Barre) is present **and**
-    respiratory muscle involvement is present (diaphragm paralysis or disorder,
-    respiratory insufficiency or failure: ``respiratory_involvement``).
+    Respiratory-muscle involvement is present, which means either
+    * a diagnosis that is itself respiratory-muscle involvement: diaphragm paralysis or
+      weakness, respiratory muscle weakness (``respiratory_muscle``), or
+    * a respiratory diagnosis (diaphragm disorder J98.6 / 48475001, respiratory
+      insufficiency or failure: ``respiratory_involvement``) **together with** a
+      fasciculation or a neuromuscular diagnosis (MND/ALS, SMA, neuromyotonia, Morvan,
+      myasthenia gravis, Guillain-Barre: ``neuromuscular_diagnosis``).
+    Generalized muscle weakness is **not** a neuromuscular link: COPD with chronic
+    respiratory failure and "generalized weakness" stays silent.
 
 When it stays silent
-    * either half is absent (refuted, entered in error, resolved or abated data does not
-      count);
+    * no respiratory-muscle involvement as defined above (refuted, entered in error,
+      resolved or abated data does not count);
     * both referrals are on file inside ``referral_window_days``: pulmonology and
       neurology have the patient, and the phrenic test is theirs to order.
 
@@ -28,7 +33,21 @@ Guideline (000 Muscle Twitching: Causes and Treatment)
     provides objective strength assessment; Allow 15 minutes of quiet breathing before
     testing to avoid twitch potentiation from prior muscle contractions".
 
+What changed and why (clinical review)
+    * Before, muscle weakness counted as the neuromuscular half, so a COPD patient with
+      chronic respiratory failure and "generalized weakness", no twitching, got a critical
+      card, urgent referrals and a phrenic test. The guideline's trigger is "respiratory
+      muscle twitching or weakness" / "respiratory muscle involvement": weakness of the
+      respiratory muscles, not generalized weakness beside a lung disease. Now a
+      respiratory diagnosis counts only with fasciculation or a neuromuscular diagnosis,
+      and diaphragm paralysis counts by itself.
+    * The "why this card" facts name the respiratory-muscle involvement and, when it
+      rests on a link, the neuromuscular finding that makes it one.
+
 Choices where the catalogue and guideline are silent
+    * J98.6 "Disorders of diaphragm" and SNOMED 48475001 cover eventration, relaxation and
+      diaphragmatitis as well as paralysis, so they need the neuromuscular link; SNOMED
+      64228003 "Paralysis of diaphragm" (or the words) stands alone.
     * The phrenic test has no verified code (``phrenic_test`` notes why): the suggested
       ServiceRequest carries ``code.text`` only (see ``_phrenic``). It follows that a
       code-filtered prefetch never returns a phrenic test on file; one is recognised (by
@@ -52,8 +71,8 @@ from .clinical import already_done, findings
 from .orders import service_request
 from .registry import Call, Source, rule
 
-_CONTEXT = ("fasciculation", "muscle_weakness", "neuromuscular_diagnosis")
-_FINDINGS = _CONTEXT + ("respiratory_involvement",)
+_CONTEXT = ("fasciculation", "neuromuscular_diagnosis")
+_FINDINGS = _CONTEXT + ("respiratory_involvement", "respiratory_muscle")
 _ORDERS = ("pulmonology_referral", "neurology_referral", "phrenic_test")
 _CITE = "Muscle Twitching: Causes and Treatment"
 
@@ -64,9 +83,10 @@ _CITE = "Muscle Twitching: Causes and Treatment"
              "procedures": _ORDERS, "diagnosticReports": _ORDERS},
       source=Source("000", sections=("Specialized Testing", "Referral Indications")))
 def evaluate(call: Call) -> Card | None:
+    muscle = findings(call.record, "respiratory_muscle")
     context = findings(call.record, *_CONTEXT)
-    breathing = findings(call.record, "respiratory_involvement")
-    if not context or not breathing:
+    breathing = findings(call.record, "respiratory_involvement") if context else []
+    if not muscle and not breathing:
         return None
     s = call.settings
     pulmonology = already_done(call.record, "pulmonology_referral", call.now, s.referral_window_days)
@@ -75,9 +95,14 @@ def evaluate(call: Call) -> Card | None:
         return None
     phrenic = already_done(call.record, "phrenic_test", call.now, s.study_window_days)
 
-    reasons = breathing + context
-    why = [f"Respiratory muscle involvement: {findings_fact(breathing)}",
-           f"Neuromuscular findings: {findings_fact(context)}"]
+    reasons = muscle + breathing + context
+    why = []
+    if muscle:
+        why.append(f"Respiratory muscle involvement: {findings_fact(muscle)}")
+    if breathing:
+        why.append(f"Respiratory involvement with a neuromuscular cause: {findings_fact(breathing)}")
+    if context:
+        why.append(f"Neuromuscular findings: {findings_fact(context)}")
     suggestions = []
     for done, valueset_name, text, label in (
             (pulmonology, "pulmonology_referral", "Referral to pulmonology", "Pulmonology"),

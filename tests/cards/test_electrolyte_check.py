@@ -48,3 +48,10 @@ def test_defers_to_hamstring_twitch_care_and_needs_a_symptom():
     assert run("electrolyte-check", twitch(), fired=("hamstring-twitch-care",)) == []
     assert run("electrolyte-check") == []
     assert run("electrolyte-check", cramp(clinical="inactive")) == []
+
+
+def test_eyelid_twitching_alone_does_not_start_the_work_up():
+    eyelid = twitch(bodySite=[{"text": "Right upper eyelid"}])
+    assert run("electrolyte-check", eyelid) == []
+    [card] = run("electrolyte-check", eyelid, cramp())
+    assert codes(card) == {"24321-2", "19123-9"}

@@ -50,7 +50,26 @@ def test_a_benign_diagnosis_made_before_the_emg_does_not_silence():
     assert run("emg-evaluation", twitch(onset_days=900), benign(600), emg)
 
 
-def test_a_procedure_outcome_read_as_abnormal_does_not_silence():
+def test_an_emg_read_as_abnormal_of_any_age_answers_the_question():
     emg = order("emg", EMG, 500, rtype="Procedure", outcome={"text": "Abnormal: chronic denervation"})
-    [card] = run("emg-evaluation", twitch(onset_days=900), benign(400), emg)
-    assert "read as abnormal" in card.detail
+    assert run("emg-evaluation", twitch(onset_days=900), emg) == []
+    assert run("emg-evaluation", twitch(onset_days=900), benign(400), emg) == []
+    unread = order("emg", EMG, 500, rtype="Procedure")
+    assert run("emg-evaluation", twitch(onset_days=900), unread)  # old, no reading, no diagnosis after it
+
+
+def test_a_made_diagnosis_silences_it():
+    als = condition("als", concept("http://hl7.org/fhir/sid/icd-10-cm", "G12.21", "Amyotrophic lateral sclerosis"))
+    nmt = condition("nmt", concept(SNOMED, "763803004", "Morvan syndrome"))
+    assert run("emg-evaluation", twitch(onset_days=60))
+    assert run("emg-evaluation", twitch(onset_days=60), als) == []
+    assert run("emg-evaluation", twitch(onset_days=60), nmt) == []
+
+
+def test_eyelid_twitching_alone_does_not_fire_it():
+    eyelid = twitch(onset_days=60, bodySite=[{"text": "Left upper eyelid"}])
+    assert run("emg-evaluation", eyelid) == []
+    worded = condition("tw", concept(SNOMED, "82470000", text="Eyelid twitching"), onset_days=60)
+    assert run("emg-evaluation", worded) == []
+    tongue = twitch(onset_days=60, bodySite=[{"text": "Tongue"}])
+    assert run("emg-evaluation", tongue)  # the tongue is not the face: a bulbar sign

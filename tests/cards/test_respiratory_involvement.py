@@ -44,3 +44,19 @@ def test_one_referral_on_file_leaves_the_other():
     pulm = order("pulm", concept(SNOMED, "306273003", "Referral to chest physician"), 10)
     [card] = run("respiratory-involvement", twitch(), condition("dia", DIAPHRAGM), pulm)
     assert codes(card) == {"308474002"}
+
+
+def test_generalized_weakness_with_lung_disease_is_not_respiratory_muscle_involvement():
+    failure = condition("crf", concept(ICD10CM, "J96.11", "Chronic respiratory failure with hypoxia"))
+    weakness = condition("wk", concept(ICD10CM, "M62.81", "Muscle weakness (generalized)"))
+    assert run("respiratory-involvement", failure, weakness) == []
+    [card] = run("respiratory-involvement", failure, twitch())
+    assert "Respiratory involvement with a neuromuscular cause" in card.detail
+
+
+def test_diaphragm_paralysis_is_involvement_by_itself_but_a_diaphragm_disorder_needs_a_link():
+    [card] = run("respiratory-involvement", condition("dia", DIAPHRAGM))
+    assert card.indicator == "critical" and "Respiratory muscle involvement" in card.detail
+    disorder = condition("j986", concept(ICD10CM, "J98.6", "Disorders of diaphragm"))
+    assert run("respiratory-involvement", disorder) == []
+    assert run("respiratory-involvement", disorder, twitch())
