@@ -37,7 +37,7 @@ class RuleSettings:
 
     lab_recent_days: int = 90          # a lab counts as recent
     study_window_days: int = 365       # EMG, nerve conduction, MRI, ABI, LGI1 test already done/ordered
-    lgi1_result_days: int = 365        # an LGI1 antibody result recent enough to start treatment
+    antibody_result_days: int = 365    # an LGI1 antibody result recent enough to start treatment
     referral_window_days: int = 90     # a referral already made
     persistent_days: int = 28          # persistent twitching: onset at least this long ago
     repeat_lab_after_days: int = 7     # electrolyte-abnormal suggests a repeat panel only past this

@@ -9,7 +9,7 @@ When it fires
     muscle stiffness). Then
 
     * **treatment card (warning)** when the positive result is recent: dated inside
-      ``lgi1_result_days`` (setting ``CDSHOOKS_RULES_LGI1_RESULT_DAYS``, default 365);
+      ``antibody_result_days`` (setting ``CDSHOOKS_RULES_ANTIBODY_RESULT_DAYS``, default 365);
     * **re-evaluation card (info)** when the positive result is older: the antibody
       status is not current, so the card suggests a repeat LGI1 antibody test (LOINC
       82978-8, unless one is ordered or reported inside ``study_window_days``) and a
@@ -97,7 +97,7 @@ def evaluate(call: Call) -> Card | None:
     reasons = [_as_reason(latest), *current]
     why = [f"LGI1 antibody {latest.shown()} on {day(latest.effective)} ({age} days ago; latest result, positive)",
            f"Current hyperexcitability finding: {findings_fact(current)}"]
-    if age > s.lgi1_result_days:
+    if age > s.antibody_result_days:
         return _reevaluate(call, latest, age, referral, reasons, why)
 
     meds = active_medications(call.record)
@@ -146,7 +146,7 @@ def _reevaluate(call: Call, latest: Lgi1Result, age: int, referral: dict | None,
     retest = already_done(call.record, "lgi1_test", call.now, s.study_window_days)
     if retest is not None and referral is not None:
         return None
-    why.append(f"The result is older than {s.lgi1_result_days} days: it does not show the antibody status now, so "
+    why.append(f"The result is older than {s.antibody_result_days} days: it does not show the antibody status now, so "
                f"treatment is not started on it")
     suggestions = []
     if retest is None:

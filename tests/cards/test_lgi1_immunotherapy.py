@@ -36,7 +36,7 @@ def test_an_old_positive_with_a_current_finding_asks_for_a_retest():
 def test_the_window_is_a_setting():
     record = (lgi1("l", 200, interpretation=POS), twitch())
     assert run("lgi1-immunotherapy", *record)[0].indicator == "warning"
-    assert run("lgi1-immunotherapy", *record, lgi1_result_days=100)[0].indicator == "info"
+    assert run("lgi1-immunotherapy", *record, antibody_result_days=100)[0].indicator == "info"
 
 
 def test_an_old_positive_already_retested_and_referred_is_silent():
