@@ -18,6 +18,7 @@ from .cards.registry import HOOKS
 from .config import ConfigError, Settings
 from .population.inprocess import Service
 from .population.report import cards_table, print_simulation
+from .population.runner import default_jobs
 from .population.simulation import simulate
 from .service.hook_request import (
     InputError,
@@ -131,7 +132,18 @@ def _cmd_simulate(error: type[Exception], args: argparse.Namespace) -> int:
         check_hook(args.hook)
         now = parse_now(args.now) if args.now else datetime.now(timezone.utc)
         orders = _load_orders(args.orders)
-        report, failed = simulate(args.paths, args.hook, now, orders, warn)
+        if args.replay and args.hook == "patient-view":
+            raise InputError("--replay replays historical orders: use it with --hook order-select or order-sign")
+        if args.replay and orders is not None:
+            raise InputError("--replay and --orders do not go together")
+        if args.engine == "spark":
+            from .population.spark_runner import simulate_spark
+
+            report, failed = simulate_spark(args.paths, args.hook, now, orders, out=args.out, master=args.master,
+                                            replay=args.replay)
+        else:
+            report, failed = simulate(args.paths, args.hook, now, orders, warn, jobs=args.jobs or default_jobs(),
+                                      out=args.out, work=args.work, replay=args.replay, keep_work=args.keep_work)
     except InputError as exc:
         raise error(str(exc)) from None
     if args.json:
@@ -200,6 +212,18 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
     p.add_argument("--hook", default="patient-view", help=_HOOK_HELP)
     p.add_argument("--now", metavar="TIME", help="evaluate as of this ISO 8601 date or date-time (default: now)")
     p.add_argument("--orders", metavar="FILE", help="draft orders given to every patient (order hooks)")
+    p.add_argument("--replay", action="store_true",
+                   help="order hooks: replay each historical MedicationRequest / ServiceRequest as a draft order "
+                        "at its authoredOn, against the record as it stood then")
+    p.add_argument("--out", metavar="DIR", help="write cards.ndjson, summary.json and report.html here")
+    p.add_argument("--jobs", type=int, default=0, metavar="N", help="processes (default: every core)")
+    p.add_argument("--work", metavar="DIR",
+                   help="checkpoint folder: a stopped run started again with it resumes (default: DIR/work "
+                        "with --out, else a temporary folder)")
+    p.add_argument("--keep-work", action="store_true", help="keep the work folder after a finished run")
+    p.add_argument("--engine", choices=("local", "spark"), default="local",
+                   help="local processes (default) or Apache Spark (pip install 'cdshooks[spark]')")
+    p.add_argument("--master", metavar="URL", help="Spark master (default: local[*], or spark-submit's)")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(func=partial(_cmd_simulate, command_error))
 

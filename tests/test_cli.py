@@ -190,14 +190,16 @@ def test_simulate_counts_cards_per_rule_over_a_folder(capsys, probe_rules, tmp_p
     report = json.loads(out)
     assert report["patients"] == 2 and report["answered"] == 2 and report["errors"] == []
     row = next(r for r in report["rules"] if r["rule"] == POTASSIUM)
-    assert row == {"rule": POTASSIUM, "evaluated": 2, "cards": 1, "patients": 1, "failed": 0, "rate": 0.5}
+    assert row == {"rule": POTASSIUM, "evaluated": 2, "cards": 1, "patients": 1, "failed": 0, "rate": 0.5,
+                   "rateLow": 0.0945, "rateHigh": 0.9055, "patientsWithCard": 1, "alertsPer1000": 500.0,
+                   "alertsPer1000Low": 94.53, "alertsPer1000High": 905.47}  # Wilson 95% for 1 of 2
     assert {"totalSeconds", "loadSeconds", "p50Ms", "p95Ms"} <= set(report["timing"])
     assert "simulate: 2/2 patients (100%)" in err  # stderr is not a terminal: progress lines
 
     code, out, _ = run(capsys, "simulate", str(folder / "a.json"), str(folder / "b.json"))
     assert code == 0
     row = probe_rows(out, POTASSIUM)[0].split()
-    assert row == [POTASSIUM, "2", "1", "1", "50.0%", "0"]
+    assert row == [POTASSIUM, "2", "1", "1", "50.0%", "9.4-90.5%", "500.0", "0"]
     assert out.splitlines()[0].startswith("2 patients, hook patient-view")
     assert out.splitlines()[-1].startswith("time: ") and "p95" in out
 

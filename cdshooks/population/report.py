@@ -46,21 +46,25 @@ def cards_table(cards: list[dict], width: int) -> str:
 
 
 def print_simulation(report: dict) -> None:
-    print(f"{report['patients']} patients, hook {report['hook']}, as of {report['now']}: "
+    calls = f", {report['calls']} calls" if report.get("calls", report["patients"]) != report["patients"] else ""
+    print(f"{report['patients']} patients{calls}, hook {report['hook']}, as of {report['now']}: "
           f"{report['answered']} answered")
     rows = report["rules"]
+    per = "per 1000 opens" if report["hook"] == "patient-view" else "per 1000 calls"
     if rows:
         width = max(len("rule"), *(len(r["rule"]) for r in rows))
-        print(f"{'rule':<{width}}  {'evaluated':>9}  {'cards':>6}  {'patients':>8}  {'rate':>6}  {'failed':>6}")
+        print(f"{'rule':<{width}}  {'evaluated':>9}  {'cards':>6}  {'patients':>8}  {'rate':>6}  {'95% CI':>13}  "
+              f"{per:>14}  {'failed':>6}")
         for r in rows:
+            ci = f"{100 * r['rateLow']:.1f}-{100 * r['rateHigh']:.1f}%"
             print(f"{r['rule']:<{width}}  {r['evaluated']:>9}  {r['cards']:>6}  {r['patients']:>8}  "
-                  f"{100 * r['rate']:>5.1f}%  {r['failed']:>6}")
+                  f"{100 * r['rate']:>5.1f}%  {ci:>13}  {r['alertsPer1000']:>14.1f}  {r['failed']:>6}")
     else:
         print(f"no rules run on {report['hook']}")
     for e in report["errors"]:
-        print(f"error ({e['patients']} patients): {e['message']}")
+        print(f"error ({e['patients']} calls): {e['message']}")
     for s in report["skipped"]:
         print(f"skipped ({s['patients']} patients): {s['reason']}")
     t = report["timing"]
-    per = f"; per patient p50 {t['p50Ms']:.1f} ms, p95 {t['p95Ms']:.1f} ms" if "p50Ms" in t else ""
-    print(f"time: {t['totalSeconds']:.2f} s total ({t['loadSeconds']:.2f} s reading files){per}")
+    per_patient = f"; per call p50 {t['p50Ms']:.1f} ms, p95 {t['p95Ms']:.1f} ms" if "p50Ms" in t else ""
+    print(f"time: {t['totalSeconds']:.2f} s total ({t['loadSeconds']:.2f} s reading and grouping){per_patient}")
