@@ -80,6 +80,7 @@ class Settings:
     jwt_max_lifetime: int = 3600               # seconds between iat and exp
     fixtures_dir: str = ""                     # extra folder of FHIR Bundles for /fhir and the playground
     strict_rules: bool = False                 # re-raise rule exceptions (tests)
+    rule_failure_card: bool = True             # an info card when a rule could not be completed
     rules: RuleSettings = field(default_factory=RuleSettings)
 
     @property
@@ -93,7 +94,7 @@ class Settings:
         conv: dict[str, Callable[[str], object]] = {
             "port": int, "fetch_timeout": float, "call_budget": float, "fetch_page_cap": int,
             "fetch_max_bytes": int, "max_body_bytes": int, "jwt_clock_skew": int, "jwt_max_lifetime": int,
-            "trust_sandbox": _bool, "strict_rules": _bool, "fhir_allow_http": _bool,
+            "trust_sandbox": _bool, "strict_rules": _bool, "rule_failure_card": _bool, "fhir_allow_http": _bool,
             "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list,
         }
         for f in fields(cls):

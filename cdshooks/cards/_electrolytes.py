@@ -13,12 +13,14 @@ from datetime import datetime
 
 from .card import Action, Suggestion
 from .clinical import Finding, LabResult, already_done, latest_calcium, latest_lab
-from .clinical.elements import codes_of, number
+from .clinical.elements import codes_of, items, number, one
+from .clinical.labs import range_low_text
 from .orders import describe, service_request
 from .registry import Call
 
 __all__ = ["READS", "NAMES", "PANEL_OF", "recent_electrolytes", "result_line", "finding_line", "bmp_order",
-           "magnesium_order", "order_suggestions", "repeat_window_days"]
+           "magnesium_order", "order_suggestions", "repeat_window_days", "missing_labs", "unreadable_labs",
+           "labs_complete"]
 
 # The data a rule about twitching or cramps and their electrolytes reads (``@rule(reads=...)``).
 _ORDERS = ("bmp_panel", "magnesium_order")
@@ -56,20 +58,43 @@ def recent_electrolytes(call: Call) -> dict[str, LabResult | None]:
     }
 
 
+def labs_complete(call: Call) -> bool:
+    """Whether the lab results arrived whole: only then may a card say a lab has no result."""
+    return call.record.complete("Observation", "DiagnosticReport")
+
+
+def missing_labs(call: Call, recent: dict[str, LabResult | None]) -> list[str]:
+    """The labs with no recent result, when that can be said (the results arrived whole); else none."""
+    return [lab for lab, r in recent.items() if r is None] if labs_complete(call) else []
+
+
+def unreadable_labs(recent: dict[str, LabResult | None]) -> list[LabResult]:
+    """The latest recent results whose value could not be read or told low or normal."""
+    return [r for r in recent.values() if r is not None and not r.readable]
+
+
 def _range_low(result: LabResult) -> str | None:
     """The normal range's low limit as reported (``3.5 mmol/L``), for the card text."""
-    for rng in result.resource.get("referenceRange") or []:
+    for rng in items(result.resource.get("referenceRange")):
         low = rng.get("low") if isinstance(rng, dict) else None
         value = number(low.get("value")) if isinstance(low, dict) else None
-        normal = rng.get("type") is None or "normal" in codes_of(rng.get("type"))
+        normal = isinstance(rng, dict) and (rng.get("type") is None or "normal" in codes_of(rng.get("type")))
         if isinstance(low, dict) and value is not None and normal:
-            unit = low.get("unit") or low.get("code") or result.unit or ""
+            unit = one(low.get("unit")) or one(low.get("code")) or result.unit or ""
             return f"{value:g} {unit}".strip()
+        if isinstance(rng, dict) and normal and low is None and rng.get("high") is None:
+            text = one(rng.get("text"))
+            if text is not None and range_low_text(text) is not None:
+                return text.strip()
     return None
 
 
 def result_line(result: LabResult) -> str:
-    """``Potassium 3.1 mmol/L on 2026-11-18 (below the reference range 3.5 mmol/L)``."""
+    """``Potassium 3.1 mmol/L on 2026-11-18 (below the reference range 3.5 mmol/L)``; a result that
+    cannot be read: ``A potassium result of 2026-11-18 (“<5 mmol/L”) could not be interpreted``."""
+    if not result.readable:
+        what = "could not be read" if result.value is None else "could not be interpreted as low or normal"
+        return f"A {NAMES[result.lab].lower()} result of {result.effective:%Y-%m-%d} ({result.shown()}) {what}"
     text = f"{NAMES[result.lab]} {result.shown()} on {result.effective:%Y-%m-%d}"
     if result.low and result.why_low:
         why = result.why_low

@@ -24,6 +24,13 @@ Info instead
     sclerosis and spinal cord disease, not for fasciculations, and used off-label for
     cramps.
 
+Unknown is not absent
+    The info card says "No cirrhosis, muscle cramp or spasticity diagnosis in the
+    record" only when the Conditions and Observations arrived whole; otherwise it says
+    that this could not be checked (the indication note is still worth showing). The
+    draft is read tolerantly: a faulty element no rule reads (the CDS Hooks sandbox's
+    ``category`` object) never loses the check, and the corrected draft is valid R4.
+
 When it stays silent
     Not a baclofen order; a dose within the ceilings with one of those diagnoses
     present; a spasticity patient's order (see below) without cirrhosis.
@@ -113,7 +120,12 @@ def _judge(call: Call, order: dict, use: MedUse, active: list[MedUse], cirrhosis
         return Card(summary=f"Baclofen {proposed:g} mg/day exceeds the guideline schedule: use {target:g} mg/day",
                     indicator="warning", detail=render_detail(why=why, guideline=guideline), suggestions=suggestions)
     if not indicated:
-        why = [f"Baclofen order: {use.label}.", "No cirrhosis, muscle cramp or spasticity diagnosis in the record."]
+        why = [f"Baclofen order: {use.label}."]
+        if call.record.complete("Condition", "Observation"):
+            why.append("No cirrhosis, muscle cramp or spasticity diagnosis in the record.")
+        else:  # unknown is not absent
+            why.append("Whether a cirrhosis, muscle cramp or spasticity diagnosis is on the record could not be "
+                       "checked: the conditions and observations received were incomplete.")
         return Card(summary="Baclofen is FDA-approved for spasticity (MS, spinal cord disease); cramps are off-label",
                     indicator="info", detail=render_detail(why=why, guideline=[INDICATION, SCHEDULE]))
     return None

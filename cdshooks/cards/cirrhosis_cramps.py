@@ -62,7 +62,7 @@ from __future__ import annotations
 
 from ..fhir.terminology import ingredient_coding
 from ._baclofen import START_MG, suggested_order
-from ._electrolytes import finding_line, order_suggestions, result_line
+from ._electrolytes import finding_line, labs_complete, order_suggestions, result_line
 from .card import Action, Card, Suggestion, render_detail
 from .clinical import MedUse, active_medications, already_done, findings, ingredient_names, latest_lab, using
 from .orders import describe, medication_request
@@ -138,8 +138,9 @@ def evaluate(call: Call) -> Card | None:
                                    text=ALBUMIN_TEXT, reasons=cramps)
         suggestions.append(_create(order, "Albumin 20-40 g/week"))
         treatments.append("albumin")
+    whole = labs_complete(call)  # "no result" (and its order) only when the results arrived whole
     panels = {name: window for name, result in (("bmp_panel", potassium), ("magnesium_order", magnesium))
-              if result is None and not already_done(call.record, name, call.now, window)}
+              if result is None and whole and not already_done(call.record, name, call.now, window)}
     suggestions += order_suggestions(call, symptoms, panels)
     if not suggestions and not low:
         return None
@@ -148,7 +149,7 @@ def evaluate(call: Call) -> Card | None:
     why += [f"Diuretic active: {_diuretic(u)} ({u.label})" for u in diuretics]
     why += [result_line(r) for r in (potassium, magnesium) if r is not None]
     why += [f"No {name} result in the last {window} days" for name, r in
-            (("potassium", potassium), ("magnesium", magnesium)) if r is None]
+            (("potassium", potassium), ("magnesium", magnesium)) if r is None and whole]
     why += [f"Baclofen already active: {u.label}" for u in baclofen]
     why += [f"Albumin already active: {u.label}" for u in albumin]
     if not has_cramp:

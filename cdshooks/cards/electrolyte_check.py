@@ -6,9 +6,20 @@ When it fires
     the recent window (``lab_recent_days``, default 90 days) **and** the
     ``hamstring-twitch-care`` card did not fire (it carries the same advice and order).
 
+    It fires too when the latest recent result of one of them is there but could not be
+    read or told low or normal (a value "garbage", NaN, or a "<5" potassium): it then says
+    exactly that ("A potassium result of 2026-11-25 (“<5 mmol/L”) could not be
+    interpreted as low or normal") and suggests the panel that measures it again.
+
+Unknown is not absent
+    The card says "No X result" only when the Observations and DiagnosticReports
+    arrived whole (``Record.complete``). When they did not (a search cut off at the page
+    cap, a page that failed), a lab without a result is not mentioned and not ordered:
+    a careful clinician would not want a recheck suggested on data we did not see.
+
 When it stays silent
-    No present fasciculation or cramp; all three electrolytes have a recent result
-    (whatever its value: a low one is ``electrolyte-abnormal``'s business); hamstring
+    No present fasciculation or cramp; all three electrolytes have a recent readable
+    result (whatever its value: a low one is ``electrolyte-abnormal``'s business); hamstring
     twitching care already fired; or every order the card would suggest is already
     ordered or done in the window (an active or completed ServiceRequest, a Procedure
     or a DiagnosticReport for it: then the whole advice is addressed).
@@ -42,7 +53,16 @@ What changed and why (clinical review)
 
 from __future__ import annotations
 
-from ._electrolytes import NAMES, READS, finding_line, order_suggestions, recent_electrolytes
+from ._electrolytes import (
+    NAMES,
+    READS,
+    finding_line,
+    missing_labs,
+    order_suggestions,
+    recent_electrolytes,
+    result_line,
+    unreadable_labs,
+)
 from ._twitch import body_twitching
 from .card import Card, render_detail
 from .clinical import already_done, findings
@@ -74,23 +94,28 @@ def evaluate(call: Call) -> Card | None:
     symptoms = sorted(twitch + findings(call.record, "cramp"), key=lambda f: (f.onset is None, f.onset or call.now))
     if not symptoms:
         return None
-    missing = [lab for lab, result in recent_electrolytes(call).items() if result is None]
-    if not missing:
+    recent = recent_electrolytes(call)
+    missing = missing_labs(call, recent)
+    unread = unreadable_labs(recent)
+    recheck = missing + [r.lab for r in unread]
+    if not recheck:
         return None
     window = call.settings.lab_recent_days
     panels: dict[str, int] = {}
-    if "potassium" in missing or "calcium" in missing:
+    if "potassium" in recheck or "calcium" in recheck:
         panels["bmp_panel"] = window
-    if "magnesium" in missing:
+    if "magnesium" in recheck:
         panels["magnesium_order"] = window
     done = [name for name, days in panels.items() if already_done(call.record, name, call.now, days)]
     panels = {name: days for name, days in panels.items() if name not in done}
     if not panels:
         return None
     suggestions = order_suggestions(call, symptoms, panels)
-    names = _or([NAMES[lab].lower() for lab in missing])
+    names = _or([NAMES[lab].lower() for lab in missing]) if missing else ""
     why = [finding_line(f) for f in symptoms[:2]]
-    why.append(f"No {names} result in the last {window} days.")
+    if missing:
+        why.append(f"No {names} result in the last {window} days.")
+    why += [result_line(r) + "." for r in unread]
     why += [f"A {_ORDER_NAMES[name]} test is already ordered or resulted in that window." for name in done]
     wanted = " and ".join({"bmp_panel": "a BMP", "magnesium_order": "magnesium"}[name] for name in panels)
     detail = render_detail(why=why, guideline=[
@@ -99,5 +124,9 @@ def evaluate(call: Call) -> Card | None:
         "Check a basic metabolic panel including magnesium, potassium, and calcium levels "
         f"({CITE_003} — Diagnostic Approach).",
     ])
-    return Card(summary=f"Twitching or cramps with no recent {names} result: check {wanted}",
-                indicator="info", detail=detail, suggestions=suggestions)
+    if missing:
+        summary = f"Twitching or cramps with no recent {names} result: check {wanted}"
+    else:
+        unread_names = _or([NAMES[r.lab].lower() for r in unread])
+        summary = f"Twitching or cramps, a recent {unread_names} result could not be read: check {wanted}"
+    return Card(summary=summary, indicator="info", detail=detail, suggestions=suggestions)

@@ -74,7 +74,7 @@ from ._neuro import day, finding_fact, findings_fact, offer, when_on_file
 from ._twitch import body_twitching
 from .card import Card, render_detail
 from .clinical import Finding, already_done, findings, onset
-from .clinical.elements import codings_of, first_time, valid, words_of
+from .clinical.elements import codings_of, first_time, items, one, readable, words_of
 from .orders import service_request
 from .registry import Call, Source, rule
 
@@ -88,7 +88,7 @@ _CITE_003 = "Hamstring Muscle Twitching: Causes and Clinical Approach"
 
 def _abnormal(resource: dict) -> bool:
     """Whether an EMG report / procedure is read as abnormal (see the module doc)."""
-    concepts = [c for c in resource.get("conclusionCode") or [] if isinstance(c, dict)]
+    concepts = [c for c in items(resource.get("conclusionCode")) if isinstance(c, dict)]
     if isinstance(resource.get("outcome"), dict):
         concepts.append(resource["outcome"])
     if any(x.get("system") == SNOMED and x.get("code") == _ABNORMAL_SNOMED for c in concepts for x in codings_of(c)):
@@ -102,9 +102,10 @@ def _emgs(record: Record) -> list[tuple[datetime, dict]]:
     vs = valueset("emg_ncs")
     out = []
     for rtype, statuses in (("Procedure", {"completed"}), ("DiagnosticReport", {"final", "amended", "corrected"})):
-        for raw in record.coded(rtype, vs):
-            when = when_on_file(raw)
-            if raw.get("status") in statuses and when is not None and valid(record, raw):
+        for found in record.coded(rtype, vs):
+            raw = readable(record, found)
+            when = when_on_file(raw) if raw is not None else None
+            if raw is not None and one(raw.get("status")) in statuses and when is not None:
                 out.append((when, raw))
     return sorted(out, key=lambda pair: pair[0])
 

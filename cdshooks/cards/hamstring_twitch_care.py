@@ -64,7 +64,7 @@ Choices where RULES.md is silent, or where the guideline text wins over it:
 
 from __future__ import annotations
 
-from ._electrolytes import NAMES, PANEL_OF, order_suggestions, recent_electrolytes, result_line
+from ._electrolytes import NAMES, PANEL_OF, missing_labs, order_suggestions, recent_electrolytes, result_line
 from ._leg import cite, day, located_fact, on_file_fact, thigh_findings
 from .card import Card, render_detail
 from .clinical import already_done, findings, in_lower_limb, onset
@@ -114,7 +114,7 @@ def evaluate(call: Call) -> Card | None:
     days = call.settings.lab_recent_days
     recent = recent_electrolytes(call)
     why += [result_line(r) for r in recent.values() if r is not None]
-    missing = [lab for lab, r in recent.items() if r is None]
+    missing = missing_labs(call, recent)  # "no result" only when the results arrived whole
     if missing:
         why.append(f"No {', '.join(NAMES[lab].lower() for lab in missing)} result in the last {days} days")
     panels = {name: days for name in _LAB_ORDERS if name in {PANEL_OF[lab] for lab in missing}}

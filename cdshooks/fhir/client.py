@@ -144,19 +144,30 @@ class FhirClient:
         return body
 
     def _search(self, relative: str, deadline: float) -> dict:
-        """One search, following ``next`` links up to the page cap, as one searchset Bundle."""
+        """One search, following ``next`` links up to the page cap, as one searchset Bundle.
+
+    A first page that fails fails the search; a later page that fails, or a ``next`` link
+    outside ``fhirServer``, ends it with the results so far, marked ``_truncated`` (the
+    key is then incomplete, never "no data")."""
         url = f"{self.base}/{relative.lstrip('/')}"
         first = self._get(url, deadline)
         if first.get("resourceType") != "Bundle":
             return first  # a read
-        entries = list(first.get("entry") or [])
+        first_entries = first.get("entry")
+        entries = list(first_entries) if isinstance(first_entries, list) else []
         pages = 1
         next_url = _next_link(first)
         while next_url and pages < self.settings.fetch_page_cap:
             if not (normalize_base(next_url) + "/").startswith(normalize_base(self.base) + "/"):
-                raise FetchError("next link points outside fhirServer")
-            page = self._get(next_url, deadline)
-            entries.extend(page.get("entry") or [])
+                logs.event("fhir.page_refused", reason="next link points outside fhirServer")
+                break  # not followed: the results so far are kept, marked incomplete
+            try:
+                page = self._get(next_url, deadline)
+            except FetchError as exc:
+                logs.event("fhir.page_failed", reason=exc.reason)
+                break  # a later page failed: the results so far are kept, marked incomplete
+            page_entries = page.get("entry")
+            entries.extend(page_entries if isinstance(page_entries, list) else [])
             next_url = _next_link(page)
             pages += 1
         bundle: dict[str, object] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
@@ -191,7 +202,8 @@ class FhirClient:
 
 
 def _next_link(bundle: dict) -> str | None:
-    for link in bundle.get("link") or []:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None

@@ -1,21 +1,35 @@
 """FHIR models: the only module that imports ``fhir.resources``.
 
-R4B models parse R4 data for every resource type this service reads. Parsing is
-lenient where real clients are known to be sloppy (a ``draftOrders`` Bundle
-without ``type``) and strict everywhere else: a resource that fails validation is
-reported as ``None`` and the caller counts it, it never fails a hook call.
+R4B models parse R4 data for every resource type this service reads. Reading is
+tolerant, writing is strict:
+
+* ``read(resource)`` validates a resource received from a client or a server and, when
+  validation fails, repairs exactly the elements the errors name, then validates again
+  (a few passes at most). Where the intent is unambiguous the element is repaired: one
+  object where a list belongs becomes a one-item list; a one-item list where a single
+  value belongs becomes that value. Any other faulty element is dropped, alone: the rest
+  of the resource is kept. A required element that is missing cannot be repaired; the
+  resource is then still read as JSON (``Reading.model`` is None). Each problem is named
+  by its element path (``MedicationRequest.category``), never by its value.
+* ``parse(resource)`` and ``validation_errors(resource)`` are strict: suggested
+  resources built by this service are checked with them and must be valid R4 as they are.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-__all__ = ["parse", "validation_errors", "Model"]
+__all__ = ["parse", "validation_errors", "invalid_paths", "read", "Reading", "Problem", "Model"]
 
 Model = Any  # a fhir.resources R4B model instance
+
+# Validation passes per resource: each pass repairs every element its errors name.
+MAX_PASSES = 4
 
 
 def _model_class(resource_type: str):
@@ -26,7 +40,7 @@ def _model_class(resource_type: str):
 
 
 def parse(resource: dict) -> Model | None:
-    """Build the R4B model for one raw resource, or ``None`` when it is not valid FHIR."""
+    """Build the R4B model for one raw resource, or ``None`` when it is not valid FHIR (strict)."""
     if not isinstance(resource, dict):
         return None
     cls = _model_class(str(resource.get("resourceType", "")))
@@ -34,12 +48,12 @@ def parse(resource: dict) -> Model | None:
         return None
     try:
         return cls.model_validate(resource)
-    except (ValidationError, ValueError, TypeError):
+    except (ValidationError, ValueError, TypeError, RecursionError):
         return None
 
 
 def validation_errors(resource: dict) -> list[str]:
-    """Why a resource is not valid FHIR R4 (empty when it is). Used by tests and the playground."""
+    """Why a resource is not valid FHIR R4 (empty when it is). Used for our own suggestions and by tests."""
     if not isinstance(resource, dict):
         return ["not a JSON object"]
     cls = _model_class(str(resource.get("resourceType", "")))
@@ -49,6 +63,133 @@ def validation_errors(resource: dict) -> list[str]:
         cls.model_validate(resource)
     except ValidationError as exc:
         return [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-    except (ValueError, TypeError) as exc:
-        return [str(exc)]
+    except (ValueError, TypeError, RecursionError) as exc:
+        return [type(exc).__name__]
     return []
+
+
+def invalid_paths(resource: dict) -> list[str]:
+    """The element paths that make a resource invalid R4 (empty when it is valid); no values, for logs."""
+    cls = _model_class(str(resource.get("resourceType", "")))
+    if cls is None:
+        return ["resourceType"]
+    try:
+        cls.model_validate(resource)
+    except ValidationError as exc:
+        return [_path(tuple(err["loc"])) or "(resource)" for err in exc.errors()]
+    except (ValueError, TypeError, RecursionError):
+        return ["(resource)"]
+    return []
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One element that was not valid R4: where (``MedicationRequest.category``) and what was done."""
+
+    resource_type: str
+    path: str
+    action: str          # "wrapped in a list" | "unwrapped from a list" | "dropped" | "missing"
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}.{self.path}: {self.action}"
+
+
+@dataclass
+class Reading:
+    """A resource as read: its JSON (repaired where needed), its model when one could be built, its problems."""
+
+    data: dict
+    model: Model | None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _locate(data: object, loc: tuple) -> tuple[object, object] | None:
+    """(container, key) of the element at ``loc``, or None when it is not there (any more)."""
+    parent: object = data
+    for part in loc[:-1]:
+        if isinstance(parent, dict) and isinstance(part, str) and part in parent:
+            parent = parent[part]
+        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
+            parent = parent[part]
+        else:
+            return None
+    last = loc[-1]
+    if isinstance(parent, dict) and isinstance(last, str) and last in parent:
+        return parent, last
+    if isinstance(parent, list) and isinstance(last, int) and 0 <= last < len(parent):
+        return parent, last
+    return None
+
+
+def _repair(data: dict, errors: list, rtype: str, problems: list[Problem]) -> bool:
+    """Repair or drop every element the errors name; whether anything changed."""
+    changed = False
+    drops: list[tuple[object, object, tuple]] = []
+    seen: set[tuple] = set()
+    for err in errors:
+        loc = tuple(err.get("loc") or ())
+        while loc and loc[-1] in ("root", "__root__"):
+            loc = loc[:-1]
+        if not loc or loc in seen:
+            continue
+        seen.add(loc)
+        kind = str(err.get("type", ""))
+        if kind.endswith("missing"):
+            problems.append(Problem(rtype, _path(loc), "missing"))
+            continue
+        where = _locate(data, loc)
+        if where is None:
+            continue
+        parent, key = where
+        value = parent[key]  # type: ignore[index]
+        if kind == "list_type" and isinstance(value, dict):
+            parent[key] = [value]  # type: ignore[index]
+            problems.append(Problem(rtype, _path(loc), "wrapped in a list"))
+            changed = True
+        elif kind != "list_type" and isinstance(value, list) and len(value) == 1 and value[0] is not None:
+            parent[key] = value[0]  # type: ignore[index]
+            problems.append(Problem(rtype, _path(loc), "unwrapped from a list"))
+            changed = True
+        else:
+            drops.append((parent, key, loc))
+    # drop list items from the highest index down, so earlier indexes stay right
+    for parent, key, loc in sorted(drops, key=lambda d: d[1] if isinstance(d[1], int) else -1, reverse=True):
+        try:
+            del parent[key]  # type: ignore[attr-defined]
+        except (KeyError, IndexError, TypeError):
+            continue
+        problems.append(Problem(rtype, _path(loc), "dropped"))
+        changed = True
+    return changed
+
+
+def read(resource: dict) -> Reading:
+    """The resource as read (see the module doc). Never raises; the input is never changed."""
+    rtype = str(resource.get("resourceType", ""))
+    cls = _model_class(rtype)
+    if cls is None:
+        return Reading(resource, None, [Problem(rtype or "Resource", "resourceType", "unknown")])
+    data = resource
+    problems: list[Problem] = []
+    for _ in range(MAX_PASSES):
+        try:
+            return Reading(data, cls.model_validate(data), list(dict.fromkeys(problems)))
+        except ValidationError as exc:
+            errors = exc.errors()
+        except (ValueError, TypeError, RecursionError):
+            break
+        if data is resource:
+            try:
+                data = copy.deepcopy(resource)
+            except RecursionError:
+                break
+        if not _repair(data, errors, rtype, problems):
+            break
+    return Reading(data, None, list(dict.fromkeys(problems)))

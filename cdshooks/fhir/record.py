@@ -2,9 +2,15 @@
 
 Prefetch values and fetched search results arrive as JSON. The record keeps the raw
 resources (deduplicated by ``Type/id``), indexes them by type, by code and by the words
-of their codes' displays, and builds a ``fhir.resources`` model only for a resource a
-rule actually reads (``model()``). A resource that fails validation is dropped and
-counted (``invalid``), never failing the call.
+of their codes' displays, and reads a resource through ``fhir.resources`` only when a
+rule uses it (``read()``): the tolerant reader of ``models`` repairs or drops the faulty
+elements and the rest of the resource is used. A resource is never discarded for an
+element no rule reads; its problems are counted (``invalid``) and listed by element
+path (``problems``), never by value.
+
+Unknown is not absent: a resource type whose data did not arrive whole (a search cut
+off at the page cap, a fetch that failed) is marked ``incomplete``, and rules must not
+state absence of anything of that type (``complete()``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from datetime import datetime
 from typing import Iterable, Iterator
 
 from . import models as fhir
-from .terminology import ICD10CM, ValueSet, concept_words, normalize_code
+from .models import Problem
+from .terminology import ICD10CM, ValueSet, concept_words, items, normalize_code, one
+from .terminology import codings as codings_in
 
 __all__ = ["Record", "CONCEPT_FIELDS", "flatten"]
 
@@ -37,7 +45,7 @@ def flatten(value: object) -> Iterator[dict]:
     if not isinstance(value, dict):
         return
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or ():
+        for entry in items(value.get("entry")):
             if isinstance(entry, dict):
                 yield from flatten(entry.get("resource"))
     elif isinstance(value.get("resourceType"), str):
@@ -70,12 +78,17 @@ def _signature(concept: dict) -> tuple:
         return ("unhashable", id(concept))
 
 
+# Types whose main code says what a resource is (a Medication may be named by its ingredients).
+_CODED_TYPES = frozenset(CONCEPT_FIELDS) - {"Medication"}
+
+
 @dataclass
 class _TypeIndex:
     groups: dict[tuple, list[tuple[int, dict]]]   # concept signature -> (position, resource)
     concepts: dict[tuple, dict]                   # concept signature -> one such CodeableConcept
     by_code: dict[tuple[str, str], list[tuple]]   # (system, code or ICD prefix) -> signatures
     by_word: dict[str, list[tuple]]               # display / text word -> signatures
+    unreadable: int = 0                           # resources whose concept has no code, display or text
 
 
 class Record:
@@ -86,13 +99,16 @@ class Record:
         self.patient_id = patient_id
         self.now = now
         self.invalid = 0
+        self.incomplete: set[str] = set()   # resource types whose data did not arrive whole
+        self._uncoded: dict[str, int] = {}  # resources per type whose main code cannot be read at all
+        self._problems: dict[Problem, None] = {}
         self._other_patient: set[int] = set()
         self._patient_ref = f"Patient/{patient_id}"
         self._by_type: dict[str, list[dict]] = defaultdict(list)
         self._groups: dict[str, dict[tuple, list[tuple[int, dict]]]] = defaultdict(dict)
         self._full_urls: dict[str, dict] = {}
         self._refs: dict[str, dict] | None = None  # "Type/id" and fullUrl -> resource, built on first resolve()
-        self._models: dict[int, object] = {}
+        self._readings: dict[int, fhir.Reading] = {}
         self._indexes: dict[str, _TypeIndex] = {}
         self._memo: dict[object, object] = {}
         self.ingest({"resourceType": "Bundle", "entry": [
@@ -128,7 +144,8 @@ class Record:
         same_type: list[dict] = []
         groups: dict[tuple, list[tuple[int, dict]]] = {}
         field_name = "code"
-        for entry in value.get("entry") or ():
+        entries = value.get("entry")
+        for entry in entries if entries.__class__ is list else items(entries):
             if entry.__class__ is not dict:
                 continue
             res = entry.get("resource")
@@ -156,6 +173,8 @@ class Record:
                 if group is None:
                     groups[sig] = group = []
                 group.append((len(same_type), res))
+            elif rtype in _CODED_TYPES and (concept is not None or field_name == "code"):
+                self._uncoded[rtype] = self._uncoded.get(rtype, 0) + 1  # what it is cannot be read
             same_type.append(res)
 
     def _usable(self, rtype: str, resources: Iterable[dict]) -> list[dict]:
@@ -164,9 +183,12 @@ class Record:
         out, seen = [], set()
         for res in resources:
             subject = res.get("subject") or res.get("patient")
-            if subject.__class__ is dict:
-                ref = subject.get("reference")
-                if ref.__class__ is str and ref != self._patient_ref and _names_other_patient(ref, self._patient_ref):
+            # a bare string where a Reference belongs still names its patient
+            ref = subject.get("reference") if subject.__class__ is dict else subject
+            if ref.__class__ is list and len(ref) == 1:
+                ref = ref[0]
+            if ref.__class__ is str:
+                if ref != self._patient_ref and _names_other_patient(ref, self._patient_ref):
                     self._other_patient.add(id(res))
                     continue
             rid = res.get("id")
@@ -192,12 +214,13 @@ class Record:
     def count(self) -> int:
         return sum(len(v) for v in self._by_type.values())
 
-    def resolve(self, reference: str | None, within: dict | None = None) -> dict | None:
+    def resolve(self, reference: object, within: dict | None = None) -> dict | None:
         """A referenced resource: ``#id`` contained in ``within``, ``Type/id``, or a fullUrl."""
-        if not reference or not isinstance(reference, str):
+        reference = one(reference)
+        if not reference:
             return None
-        if reference.startswith("#") and within is not None:
-            for c in within.get("contained") or []:
+        if reference.startswith("#") and isinstance(within, dict):
+            for c in items(within.get("contained")):
                 if isinstance(c, dict) and c.get("id") == reference[1:]:
                     return c
             return None
@@ -221,17 +244,51 @@ class Record:
             self._refs = refs
         return self._refs
 
-    # -- lazy models ----------------------------------------------------------------
-    def model(self, resource: dict):
-        """The R4B model of a raw resource (built once), or None when it is not valid FHIR."""
+    # -- reading resources ----------------------------------------------------------
+    def reading(self, resource: dict) -> fhir.Reading:
+        """The resource as read by the tolerant reader (once per resource and call)."""
         key = id(resource)
-        if key not in self._models:
+        found = self._readings.get(key)
+        if found is None:
+            full_url = resource.get("_fullUrl")
             clean = {k: v for k, v in resource.items() if k != "_fullUrl"} if "_fullUrl" in resource else resource
-            parsed = fhir.parse(clean)
-            if parsed is None:
+            found = fhir.read(clean)
+            if found.data is clean:
+                found.data = resource  # unchanged: the very object the record holds
+            elif full_url is not None:
+                found.data["_fullUrl"] = full_url
+            if found.problems:
                 self.invalid += 1
-            self._models[key] = parsed
-        return self._models[key]
+                for problem in found.problems:
+                    self._problems.setdefault(problem)
+            self._readings[key] = found
+        return found
+
+    def read(self, resource: dict) -> dict:
+        """The resource's JSON as rules read it: repaired where FHIR's intent is unambiguous, faulty
+        elements dropped; the same object when nothing was wrong."""
+        return self.reading(resource).data
+
+    def model(self, resource: dict):
+        """The R4B model of a raw resource (built once), or None when a required element is missing."""
+        return self.reading(resource).model
+
+    @property
+    def problems(self) -> list[str]:
+        """Every element problem met so far, as ``Type.path: action`` (no values)."""
+        return [str(p) for p in self._problems]
+
+    # -- completeness ---------------------------------------------------------------
+    def mark_incomplete(self, *resource_types: str) -> None:
+        """Data of these types did not arrive whole: absence of anything of them cannot be stated."""
+        self.incomplete.update(resource_types)
+
+    def complete(self, *resource_types: str) -> bool:
+        """Whether every listed type arrived whole and every resource of it says what it is (a code,
+        display or text that can be read): only then may "none on the record" be said of it."""
+        if self.incomplete & set(resource_types):
+            return False
+        return not any(self._uncoded.get(t, 0) or self._index(t).unreadable for t in resource_types)
 
     def memo(self, key: object, compute):
         """``compute()`` once per call for ``key``: shared lookups several rules make."""
@@ -255,24 +312,25 @@ class Record:
         concepts = {sig: group[0][1][field_name] for sig, group in groups.items()}
         by_code: dict[tuple[str, str], list[tuple]] = defaultdict(list)
         by_word: dict[str, list[tuple]] = defaultdict(list)
+        unreadable = 0
         for sig, concept in concepts.items():
-            text = concept.get("text")
-            words: set[str] = set(concept_words(text if isinstance(text, str) else None))
-            for coding in concept.get("coding") or ():
-                if not isinstance(coding, dict):
-                    continue
-                system, code = coding.get("system"), coding.get("code")
-                if isinstance(system, str) and isinstance(code, str):
+            words: set[str] = set(concept_words(concept.get("text")))
+            coded = False
+            for coding in codings_in(concept):
+                system, code = one(coding.get("system")), one(coding.get("code"))
+                if system is not None and code is not None:
+                    coded = True
                     norm = normalize_code(system, code)
                     by_code[(system, norm)].append(sig)
                     if system == ICD10CM:
                         for n in range(3, len(norm)):
                             by_code[(system, norm[:n])].append(sig)
-                if isinstance(coding.get("display"), str):
-                    words.update(concept_words(coding["display"]))
+                words.update(concept_words(coding.get("display")))
             for w in words:
                 by_word[w].append(sig)
-        idx = _TypeIndex(groups, concepts, by_code, by_word)
+            if not coded and not words:
+                unreadable += len(groups[sig])
+        idx = _TypeIndex(groups, concepts, by_code, by_word, unreadable)
         self._indexes[rtype] = idx
         return idx
 

@@ -28,7 +28,7 @@ __all__ = [
     "SNOMED", "ICD10CM", "LOINC", "RXNORM", "CPT", "UCUM",
     "ValueSet", "Product", "valueset", "valueset_names", "normalize_code",
     "ingredients", "product", "drug_class", "ingredient_coding", "is_known",
-    "concept_words",
+    "concept_words", "one", "items", "codings",
 ]
 
 SNOMED = "http://snomed.info/sct"
@@ -41,17 +41,40 @@ UCUM = "http://unitsofmeasure.org"
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def normalize_code(system: str | None, code: str | None) -> str:
-    """ICD-10-CM codes compare without the dot and in upper case; others as given."""
-    code = (code or "").strip()
+def one(value: object) -> str | None:
+    """A string element as read tolerantly: the string, or the only string of a one-item list; else None."""
+    if value.__class__ is str:
+        return value
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    return value if isinstance(value, str) else None
+
+
+def items(value: object) -> list:
+    """A repeating element as read tolerantly: the list, or one object where a list belongs; else []."""
+    if value.__class__ is list:
+        return value
+    return [value] if isinstance(value, dict) else []
+
+
+def codings(concept: object) -> list[dict]:
+    """The Coding objects of a CodeableConcept (a lone Coding object counts as a list of one)."""
+    if not isinstance(concept, dict):
+        return []
+    return [c for c in items(concept.get("coding")) if isinstance(c, dict)]
+
+
+def normalize_code(system: object, code: object) -> str:
+    """ICD-10-CM codes compare without the dot and in upper case; others as given ("" for a non-string)."""
+    code = (one(code) or "").strip()
     if system == ICD10CM:
         return code.replace(".", "").upper()
     return code
 
 
-def concept_words(text: str | None) -> list[str]:
-    """Lower-case words of a display or text, the unit name matching works on."""
-    return list(_words(text or ""))
+def concept_words(text: object) -> list[str]:
+    """Lower-case words of a display or text, the unit name matching works on (none for a non-string)."""
+    return list(_words(one(text) or ""))
 
 
 @lru_cache(maxsize=8192)
@@ -68,7 +91,7 @@ def _name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
 
 
-def _norm_text(text: str | None) -> str:
+def _norm_text(text: object) -> str:
     return " ".join(concept_words(text))
 
 
@@ -87,7 +110,8 @@ class ValueSet:
     def first_words(self) -> frozenset[str]:
         return frozenset(concept_words(n)[0] for n in self.names if concept_words(n))
 
-    def has_code(self, system: str | None, code: str | None) -> bool:
+    def has_code(self, system: object, code: object) -> bool:
+        system, code = one(system), one(code)
         if not system or not code:
             return False
         norm = normalize_code(system, code)
@@ -95,7 +119,8 @@ class ValueSet:
             return True
         return any(system == s and norm.startswith(p) for s, p in self.prefixes)
 
-    def name_matches(self, text: str | None) -> bool:
+    def name_matches(self, text: object) -> bool:
+        text = one(text)
         pattern = _pattern_for(self.name)
         return bool(pattern and text and pattern.search(_norm_text(text)))
 
@@ -103,20 +128,20 @@ class ValueSet:
         """The coding that places ``concept`` in this set (by code, else by name), or None."""
         if not isinstance(concept, dict):
             return None
-        codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
-        for coding in codings:
+        found = codings(concept)
+        for coding in found:
             if self.has_code(coding.get("system"), coding.get("code")):
                 return coding
         if not self.names:
             return None
         any_known = False
-        for coding in codings:
+        for coding in found:
             if is_known(coding.get("system"), coding.get("code")):
                 any_known = True
             elif self.name_matches(coding.get("display")):
                 return coding
         if not any_known and self.name_matches(concept.get("text")):
-            return {"display": concept.get("text")}
+            return {"display": one(concept.get("text"))}
         return None
 
     def matches(self, concept: dict | None) -> bool:
@@ -220,8 +245,9 @@ def _known_codes() -> frozenset[tuple[str, str]]:
     return frozenset(known)
 
 
-def is_known(system: str | None, code: str | None) -> bool:
+def is_known(system: object, code: object) -> bool:
     """Whether any value set or the product table knows this code (then names are not consulted)."""
+    system, code = one(system), one(code)
     if not system or not code:
         return False
     norm = normalize_code(system, code)
@@ -237,9 +263,10 @@ def product(concept: dict | None) -> Product | None:
     if not isinstance(concept, dict):
         return None
     products = _medications()["products"]
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, dict) and coding.get("system") == RXNORM and coding.get("code") in products:
-            return products[coding["code"]]
+    for coding in codings(concept):
+        code = one(coding.get("code"))
+        if one(coding.get("system")) == RXNORM and code in products:
+            return products[code]
     return None
 
 
@@ -250,9 +277,9 @@ def ingredients(concept: dict | None) -> frozenset[str]:
     meds = _medications()
     found: set[str] = set()
     any_known = False
-    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
-    for coding in codings:
-        system, code = coding.get("system"), coding.get("code")
+    found_codings = codings(concept)
+    for coding in found_codings:
+        system, code = one(coding.get("system")), one(coding.get("code"))
         if system == RXNORM and code in meds["by_code"]:
             found.add(meds["by_code"][code])
             any_known = True
@@ -261,9 +288,9 @@ def ingredients(concept: dict | None) -> frozenset[str]:
             any_known = True
     if found:
         return frozenset(found)
-    texts = [c.get("display") for c in codings if not is_known(c.get("system"), c.get("code"))]
+    texts = [one(c.get("display")) for c in found_codings if not is_known(c.get("system"), c.get("code"))]
     if not any_known:
-        texts.append(concept.get("text"))
+        texts.append(one(concept.get("text")))
     for text in texts:
         norm = _norm_text(text)
         if not norm:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from . import prefetch
 from .errors import DataUnobtainable, InvalidRequest, UnknownService
 from .validation import validate
 
-__all__ = ["Service", "Engine", "Outcome", "SERVICE_IDS"]
+__all__ = ["Service", "Engine", "Outcome", "SERVICE_IDS", "FailureCounter", "INCOMPLETE_CHECKS_ID"]
 
 SERVICE_IDS = {hook: f"fasciculation-{hook}" for hook in HOOKS}
 
@@ -78,6 +79,43 @@ class Outcome:
         return {"cards": self.cards}
 
 
+# The card that says some checks could not be completed (topic code; no rule has this id).
+INCOMPLETE_CHECKS_ID = "checks-incomplete"
+
+
+class FailureCounter:
+    """Rule failures since start-up, per rule id (thread-safe); for logs now and metrics later."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, rule_id: str) -> None:
+        with self._lock:
+            self._counts[rule_id] = self._counts.get(rule_id, 0) + 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+
+def _incomplete_checks_card(titles: list[str]) -> Card:
+    """One info card saying which checks could not be completed; it names rules, never patient data."""
+    detail = ("Some of this service's checks could not be completed for this patient, so the absence of a card "
+              "from them says nothing: " + "; ".join(sorted(set(titles))) + ". The other checks ran normally.")
+    card = Card(summary="Some checks could not be completed for this patient", indicator="info", detail=detail)
+    card.rule_id = INCOMPLETE_CHECKS_ID
+    card.source = {"label": "Muscle twitching (fasciculations) CDS service",
+                   "topic": {"system": TOPIC_SYSTEM, "code": INCOMPLETE_CHECKS_ID,
+                             "display": "Checks that could not be completed"}}
+    return card
+
+
 def _aware_now(now: datetime | None) -> datetime:
     now = now or datetime.now(timezone.utc)
     return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
@@ -87,6 +125,7 @@ class Engine:
     def __init__(self, settings: Settings, store: Store | None):
         self.settings = settings
         self.store = store
+        self.rule_failures = FailureCounter()
         self.services: dict[str, Service] = {}
         for hook in HOOKS:
             rules = tuple(rules_for(hook, settings.rules.disabled))
@@ -154,7 +193,12 @@ class Engine:
         t_gathered = time.monotonic()
 
         record = Record.from_prefetch(patient_id, gathered.values.values(), now)
+        record.mark_incomplete(*gathered.incomplete_types)
         drafts, orders = self._orders(service.hook, context)
+        # drafts are read like any record data: faulty elements repaired or dropped, so that an
+        # update a card suggests starts from valid R4
+        read = {id(d): record.read(d) for d in drafts}
+        drafts, orders = [read[id(d)] for d in drafts], [read[id(o)] for o in orders]
         for draft in drafts:
             if draft.get("resourceType") == "Medication":
                 record.ingest(draft)
@@ -163,6 +207,9 @@ class Engine:
                     orders=orders, draft_orders=[r for r in drafts if r.get("resourceType") != "Medication"])
 
         cards, failed = self._run(service, call, hook_instance)
+        _strict_outbound(cards, hook_instance)
+        if failed and self.settings.rule_failure_card:
+            cards.append(_incomplete_checks_card([r.title for r in service.rules if r.id in failed]))
         cards = _sorted(_dedupe_orders(cards))
         t_rules = time.monotonic()
         issued = []
@@ -183,10 +230,14 @@ class Engine:
             "hook.answered", hook=service.hook, hook_instance=hook_instance,
             rules_fired=sorted({c.rule_id for c in cards if c.rule_id}), rules_failed=failed, cards=len(cards),
             resources=record.count(), invalid_resources=record.invalid, other_patient_resources=record.other_patient,
-            fetched_keys=gathered.fetched, ms_data=ms(started, t_gathered), ms_fetch=round(gathered.fetch_ms, 2),
+            incomplete_keys=sorted(gathered.incomplete), fetched_keys=gathered.fetched,
+            ms_data=ms(started, t_gathered), ms_fetch=round(gathered.fetch_ms, 2),
             ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
             ms_total=ms(started, finished),
         )
+        if record.problems:
+            logs.event("record.repaired", hook_instance=hook_instance, resources=record.invalid,
+                       problems=record.problems[:50])
         return Outcome([c.to_json() for c in cards], failed)
 
     def _orders(self, hook: str, context: dict) -> tuple[list[dict], list[dict]]:
@@ -210,6 +261,7 @@ class Engine:
                 if self.settings.strict_rules:
                     raise
                 failed.append(rule.id)
+                self.rule_failures.add(rule.id)
                 logs.event("rule.failed", logging.ERROR, rule=rule.id, hook_instance=hook_instance,
                            error=type(exc).__name__)
                 continue
@@ -226,6 +278,25 @@ class Engine:
                     del card.source["url"]
                 cards.append(card)
         return cards, failed
+
+
+def _strict_outbound(cards: list[Card], hook_instance: str) -> None:
+    """Drop any suggestion whose create/update resource is not strictly valid FHIR R4 (logged by rule,
+    resource type and element path, never values): what this service writes must be valid as it is."""
+    from ..fhir.models import invalid_paths
+
+    for card in cards:
+        kept = []
+        for suggestion in card.suggestions:
+            bad = [(a.resource.get("resourceType"), invalid_paths(a.resource)) for a in suggestion.actions
+                   if a.type in ("create", "update") and isinstance(a.resource, dict)]
+            bad = [(rtype, paths) for rtype, paths in bad if paths]
+            if bad:
+                logs.event("suggestion.invalid", logging.ERROR, rule=card.rule_id, hook_instance=hook_instance,
+                           resource_type=str(bad[0][0]), paths=bad[0][1][:10])
+                continue
+            kept.append(suggestion)
+        card.suggestions = kept
 
 
 def _sorted(cards: list[Card]) -> list[Card]:

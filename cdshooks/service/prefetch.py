@@ -7,12 +7,18 @@ product-level codes or references to Medication resources that a code search mis
 
 ``gather()`` turns a request into the data the rules see, per key:
 
-* a value that is present is used as it is (a searchset Bundle or a resource);
-* ``null``, or a searchset with no entries, means *no data*;
-* a missing key, or an ``OperationOutcome`` in its place, is fetched from ``fhirServer``
-  (all such keys in parallel, within the call's time budget);
-* a key that still cannot be obtained raises ``DataUnavailable`` (412). A failed fetch is
-  never turned into *no data*.
+* only ``null``, or a Bundle with no entries, means *no data*;
+* a Bundle whose ``entry`` is a list is used (for a read template, a resource of the
+  template's type);
+* anything else (a missing key, an ``OperationOutcome``, a string, a number, ``[]``,
+  ``{}``, a resource of another type, a Bundle whose ``entry`` is not a list) is
+  *missing* and fetched from ``fhirServer`` (all such keys in parallel, within the
+  call's time budget); a key that still cannot be obtained raises ``DataUnavailable``
+  (412). A failed fetch is never turned into *no data*;
+* a key whose results are only partly there is *incomplete*: a Bundle with a ``next``
+  link left (the client's page, or our fetch cut off at the page cap) or a fetch whose
+  later pages failed. Its resources are used, and ``Gathered.incomplete`` names it so
+  that no rule states absence of anything of its resource types (``Record.complete``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from ..cards.registry import DATA_KEYS, DataKey
 from ..fhir.terminology import valueset
 
 __all__ = ["DATA_KEYS", "DataKey", "templates_for", "expand_template", "gather", "Gathered",
-           "DataUnavailable", "USER_TOKENS"]
+           "DataUnavailable", "USER_TOKENS", "meaning", "has_next", "resource_types"]
 
 
 
@@ -126,15 +132,55 @@ class DataUnavailable(Exception):
 
 @dataclass
 class Gathered:
-    """The data of one call: values per key, and what it took to get them."""
+    """The data of one call: values per key, what it took to get them, and which keys are incomplete."""
 
     values: dict[str, object] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)
     fetch_ms: float = 0.0
+    incomplete: set[str] = field(default_factory=set)
+    incomplete_types: set[str] = field(default_factory=set)   # resource types of the incomplete keys
 
 
-def _is_outcome(value: object) -> bool:
-    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+def resource_types(template: str) -> tuple[str, ...]:
+    """The resource types a template's results hold: its type, and an ``_include``d type."""
+    path, _, params = template.partition("?")
+    types = [path.strip("/").split("/")[0]]
+    for param in params.split("&"):
+        name, _, value = param.partition("=")
+        if name == "_include" and value.count(":") >= 1:
+            target = value.split(":")
+            types.append(target[2] if len(target) > 2 else {"medication": "Medication"}.get(target[1], ""))
+    return tuple(t for t in types if t)
+
+
+def has_next(bundle: dict) -> bool:
+    """Whether a Bundle says more results remain: a ``next`` link (or our fetch's cut-off mark)."""
+    if bundle.get("_truncated") is True:
+        return True
+    links = bundle.get("link")
+    return isinstance(links, list) and any(isinstance(link, dict) and link.get("relation") == "next"
+                                           for link in links)
+
+
+def meaning(value: object, template: str) -> str:
+    """What a prefetch value means for its template: ``"none"`` (no data), ``"data"``, ``"partial"``
+    (a Bundle with more results left) or ``"missing"`` (unusable: fetch it)."""
+    if value is None:
+        return "none"
+    if not isinstance(value, dict):
+        return "missing"
+    rtype = value.get("resourceType")
+    if rtype == "Bundle":
+        entries = value.get("entry", [])
+        if entries is None or entries == []:
+            return "partial" if has_next(value) else "none"
+        if not isinstance(entries, list):
+            return "missing"
+        return "partial" if has_next(value) else "data"
+    path, sep, _ = template.partition("?")
+    if not sep and isinstance(rtype, str) and rtype == path.strip("/").split("/")[0]:
+        return "data"  # a read template answered by the resource itself
+    return "missing"
 
 
 def gather(templates: dict[str, str], request: dict, settings, client=None, deadline: float | None = None) -> Gathered:
@@ -151,23 +197,29 @@ def gather(templates: dict[str, str], request: dict, settings, client=None, dead
     out = Gathered()
     to_fetch: dict[str, str] = {}
     for key, template in templates.items():
-        if key in prefetch and not _is_outcome(prefetch[key]):
-            out.values[key] = prefetch[key]  # None means "no data"
+        value = prefetch.get(key) if key in prefetch else ...
+        kind = "missing" if value is ... else meaning(value, template)
+        if kind != "missing":
+            out.values[key] = value  # None means "no data"
+            if kind == "partial":
+                out.incomplete.add(key)   # the part the client sent, marked incomplete
             continue
         query = expand_template(template, context)
         if query is None:
             raise DataUnavailable([key], "prefetch template has no value for a token")
         to_fetch[key] = query
-    if not to_fetch:
-        return out
-    if client is None:
-        raise DataUnavailable(to_fetch, "prefetch data missing and no usable fhirServer")
-    started = time.monotonic()
-    try:
-        results = client.search_many(to_fetch, deadline=deadline)
-    except FetchError as exc:
-        raise DataUnavailable(exc.keys or to_fetch, exc.reason) from None
-    out.values.update(results)
-    out.fetched = sorted(to_fetch)
-    out.fetch_ms = (time.monotonic() - started) * 1000
+    if to_fetch:
+        if client is None:
+            raise DataUnavailable(to_fetch, "prefetch data missing and no usable fhirServer")
+        started = time.monotonic()
+        try:
+            results = client.search_many(to_fetch, deadline=deadline)
+        except FetchError as exc:
+            raise DataUnavailable(exc.keys or to_fetch, exc.reason) from None
+        out.values.update(results)
+        out.fetched = sorted(to_fetch)
+        out.fetch_ms = (time.monotonic() - started) * 1000
+        out.incomplete.update(k for k, v in results.items() if isinstance(v, dict) and has_next(v))
+    for key in out.incomplete:
+        out.incomplete_types.update(resource_types(templates[key]))
     return out

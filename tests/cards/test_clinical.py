@@ -147,12 +147,23 @@ def test_icd10_with_and_without_dot():
     assert [f.reference for f in findings(record(dotted, bare), "fasciculation")] == ["Condition/a", "Condition/b"]
 
 
-def test_invalid_condition_is_ignored_and_counted():
+def test_condition_missing_a_required_element_is_still_read_and_counted():
     broken = twitch("bad")
-    del broken["subject"]  # Condition.subject is required
+    del broken["subject"]  # Condition.subject is required, but no rule reads it
     rec = record(broken, twitch("good"))
-    assert [f.reference for f in findings(rec, "fasciculation")] == ["Condition/good"]
-    assert rec.invalid == 1
+    assert [f.reference for f in findings(rec, "fasciculation")] == ["Condition/bad", "Condition/good"]
+    assert rec.invalid == 1 and rec.problems == ["Condition.subject: missing"]
+
+
+def test_malformed_codings_never_raise_and_the_readable_part_still_matches():
+    listed = twitch("listed")
+    listed["code"]["coding"][0]["system"] = [SNOMED]          # a one-item list where a string belongs
+    listed["code"]["coding"][0]["code"] = ["82470000"]
+    odd = condition("odd", {"coding": [{"system": {"url": SNOMED}, "code": 82470000}, 5, "x"]})
+    lone = condition("lone", {"coding": {"system": SNOMED, "code": "82470000"}})  # one Coding, not a list
+    rec = record(listed, odd, lone)
+    assert [f.reference for f in findings(rec, "fasciculation")] == ["Condition/listed", "Condition/lone"]
+    assert "Condition.code.coding: wrapped in a list" in rec.problems
 
 
 def test_finding_listed_once_across_value_sets():
@@ -354,15 +365,15 @@ def test_prefetched_medication_by_type_and_id():
     assert meds[0].ingredients == {"irinotecan"}
 
 
-def test_missing_or_invalid_medication_names_no_ingredient():
+def test_missing_medication_names_no_ingredient_and_a_faulty_one_is_repaired():
     missing = med_request("m", medicationReference={"reference": "Medication/nowhere", "display": "Irinotecan"})
-    broken = med_request("x", medicationReference={"reference": "Medication/bad"})
+    listed = med_request("x", medicationReference={"reference": "Medication/bad"})
     bad = {"resourceType": "Medication", "id": "bad", "code": IRINOTECAN, "status": ["active"]}
-    rec = record(missing, broken, bad)
+    rec = record(missing, listed, bad)
     meds = active_medications(rec)
-    assert [m.ingredients for m in meds] == [frozenset(), frozenset()]
+    assert [m.ingredients for m in meds] == [frozenset(), {"irinotecan"}]
     assert meds[0].label == "Irinotecan" and meds[0].medication is None
-    assert rec.invalid == 1
+    assert rec.invalid == 1 and rec.problems == ["Medication.status: unwrapped from a list"]
 
 
 def test_medication_falls_back_to_medication_ingredients():
@@ -372,11 +383,22 @@ def test_medication_falls_back_to_medication_ingredients():
     assert meds[0].ingredients == {"baclofen"}
 
 
-def test_invalid_medication_request_is_ignored():
-    broken = med_request("x", IRINOTECAN)
-    broken["subject"] = "Patient/p1"  # a string where a Reference belongs
-    rec = record(broken)
-    assert active_medications(rec) == [] and rec.invalid == 1
+def test_medication_request_with_a_faulty_subject_is_read_unless_it_names_another_patient():
+    mine = med_request("x", IRINOTECAN)
+    mine["subject"] = "Patient/p1"  # a string where a Reference belongs
+    other = med_request("y", IRINOTECAN)
+    other["subject"] = "Patient/someone-else"
+    rec = record(mine, other)
+    assert [m.reference for m in active_medications(rec)] == ["MedicationRequest/x"]
+    assert rec.invalid == 1 and rec.other_patient == 1
+
+
+def test_medication_request_status_as_a_list_and_dosage_as_an_object_are_read():
+    order = med_request("x", IRINOTECAN, status=["active"])
+    order["dosageInstruction"] = {"timing": {"code": {"coding": [{"code": "BID"}]}},
+                                  "doseAndRate": [{"doseQuantity": {"value": "5", "unit": "mg"}}]}
+    meds = active_medications(record(order))
+    assert [m.daily_mg for m in meds] == [10.0]
 
 
 def test_ingredient_names():
@@ -393,7 +415,9 @@ def test_medication_of_draft_order():
     assert use is not None and use.ingredients == {"baclofen"} and use.daily_mg == 30
     assert active_medications(record(draft)) == []
     assert medication_of({"resourceType": "ServiceRequest"}, record()) is None
-    assert medication_of({**draft, "subject": "Patient/p1"}, record()) is None
+    # a faulty element no rule reads never loses the order (the draft is repaired, not dropped)
+    repaired = medication_of({**draft, "subject": "Patient/p1", "category": {"text": "community"}}, record())
+    assert repaired is not None and repaired.daily_mg == 30 and repaired.resource["category"] == [{"text": "community"}]
 
 
 def test_changed_is_latest_started_bounds_period():
@@ -466,10 +490,15 @@ def test_results_that_are_not_results_are_ignored():
     del no_value["valueQuantity"]
     undated = lab("u", "2823-3", 2.9, "mmol/L")
     del undated["effectiveDateTime"]
-    broken = {**lab("b", "2823-3", 2.9, "mmol/L"), "subject": "Patient/p1"}
-    rec = record(prelim, no_value, undated, broken)
+    rec = record(prelim, no_value, undated)
     assert latest_lab(rec, "potassium", NOW, 90) is None
-    assert rec.invalid == 1
+
+
+def test_a_result_with_a_faulty_element_no_rule_reads_is_still_a_result():
+    broken = {**lab("b", "2823-3", 2.9, "mmol/L"), "subject": "Patient/p1", "status": ["final"]}
+    rec = record(broken)
+    result = latest_lab(rec, "potassium", NOW, 90)
+    assert result is not None and result.low and rec.invalid == 1
 
 
 def test_issued_and_period_end_date_a_result():
@@ -669,10 +698,10 @@ def test_already_done_returns_the_newest_and_respects_the_referral_window():
     assert already_done(record(service("a", referral, days_ago=100)), "neurology_referral", NOW, 90) is None
 
 
-def test_invalid_service_request_does_not_count():
-    broken = {**service("s", emg_code()), "subject": "Patient/p1"}
+def test_service_request_with_a_faulty_element_still_counts():
+    broken = {**service("s", emg_code()), "subject": "Patient/p1", "category": {"text": "procedure"}}
     rec = record(broken)
-    assert already_done(rec, "emg_ncs", NOW, 365) is None and rec.invalid == 1
+    assert already_done(rec, "emg_ncs", NOW, 365)["id"] == "s" and rec.invalid == 1
 
 
 # -- draft orders ------------------------------------------------------------------------------

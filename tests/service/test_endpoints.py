@@ -221,11 +221,25 @@ def test_a_failing_rule_does_not_sink_the_others(tmp_path, extra_rules, caplog):
     with caplog.at_level(logging.ERROR, logger="cdshooks"):
         resp = client.hook("fasciculation-patient-view", body)
     assert resp.status_code == 200
-    topics = [c["source"]["topic"]["code"] for c in resp.get_json()["cards"]]
-    assert topics == ["zz-test-working"]
+    cards = resp.get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["checks-incomplete", "zz-test-working"]
+    # the answer never looks like a clean bill of health: one info card says some checks did not complete
+    notice = cards[0]
+    assert notice["indicator"] == "info" and notice["summary"] == "Some checks could not be completed for this patient"
+    assert "zz-test-failing" in notice["detail"] and "suggestions" not in notice
     failed = [r for r in caplog.records if r.getMessage() == "rule.failed"]
     assert failed and failed[0].fields["rule"] == "zz-test-failing"
     assert failed[0].fields["hook_instance"] == body["hookInstance"]
+    assert app.extensions["cdshooks"].engine.rule_failures.counts() == {"zz-test-failing": 1}
+
+
+def test_the_incomplete_checks_card_can_be_switched_off(tmp_path, extra_rules):
+    extra_rules("zz-test-failing", _failing)
+    app = create_app(make_settings(tmp_path, strict_rules=False, rule_failure_card=False))
+    resp = CheckedClient(app).hook("fasciculation-patient-view",
+                                   hook_request("patient-view", prefetch=empty_prefetch(app, "patient-view")))
+    assert resp.status_code == 200 and resp.get_json()["cards"] == []
+    assert app.extensions["cdshooks"].engine.rule_failures.total == 1
 
 
 def test_strict_mode_reraises_rule_errors(tmp_path, extra_rules):

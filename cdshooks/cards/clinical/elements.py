@@ -1,28 +1,48 @@
 """Elements: small readers for FHIR data types shared by the clinical modules.
 
-They work on raw JSON (already validated through ``Record.model``), tolerate missing
-or oddly typed elements, and never raise.
+They work on JSON as read by ``Record.read`` (repaired where the intent is plain) and
+are total: a missing or wrongly typed element reads as "nothing there" (no code, no
+text, no number, no time), never as an exception. A one-item list where one value
+belongs reads as that value, and one object where a list belongs as a list of one,
+the same repairs ``Record.read`` makes.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from ...fhir.record import Record
+from ...fhir.terminology import codings, items, one
 from .dates import parse_when
 
-__all__ = ["ResourceFacts", "valid", "reference_of", "codings_of", "codes_of", "number", "label_of", "first_time",
-           "words_of"]
+__all__ = ["ResourceFacts", "valid", "readable", "reference_of", "codings_of", "codes_of", "number", "label_of",
+           "first_time", "words_of", "one", "items", "text_of"]
 
 
-def valid(record: Record, resource: dict) -> bool:
-    """Whether the resource is valid FHIR; an invalid one is treated as absent (and counted)."""
-    return record.model(resource) is not None
+def readable(record: Record, resource: object) -> dict | None:
+    """The resource as rules read it (``Record.read``: faulty elements repaired or dropped), or
+    None for something that is not a resource at all."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return None
+    return record.read(resource)
+
+
+def valid(record: Record, resource: object) -> bool:
+    """Whether the resource can be read at all. A resource is never discarded for a faulty
+    element: its problems are repaired or dropped and counted by the record."""
+    return readable(record, resource) is not None
+
+
+def text_of(value: object) -> str | None:
+    """A non-blank string element (tolerantly read, see ``one``), stripped; else None."""
+    text = one(value)
+    return text.strip() if text is not None and text.strip() else None
 
 
 def reference_of(resource: dict) -> str | None:
     """``Type/id`` for a resource with an id, else its Bundle ``fullUrl``, else None."""
-    rtype, rid = resource.get("resourceType"), resource.get("id")
+    rtype, rid = one(resource.get("resourceType")), one(resource.get("id"))
     if isinstance(rtype, str) and isinstance(rid, str) and rid:
         return f"{rtype}/{rid}"
     full_url = resource.get("_fullUrl")
@@ -45,46 +65,52 @@ class ResourceFacts:
 
 
 def codings_of(concept: object) -> list[dict]:
-    if not isinstance(concept, dict):
-        return []
-    return [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+    """The Coding objects of a CodeableConcept (a lone Coding object counts as a list of one)."""
+    return codings(concept)
 
 
 def codes_of(concept: object) -> set[str]:
     """The bare codes of a CodeableConcept (any system), as sent."""
-    return {c["code"] for c in codings_of(concept) if isinstance(c.get("code"), str)}
+    return {code for c in codings_of(concept) if (code := one(c.get("code"))) is not None}
 
 
 def words_of(concept: object) -> list[str]:
     """The human texts of a CodeableConcept: its ``text`` and every coding ``display``."""
     if not isinstance(concept, dict):
         return []
-    texts = [concept.get("text")] + [c.get("display") for c in codings_of(concept)]
-    return [t for t in texts if isinstance(t, str) and t.strip()]
+    texts = [text_of(concept.get("text"))] + [text_of(c.get("display")) for c in codings_of(concept)]
+    return [t for t in texts if t is not None]
 
 
 def label_of(concept: object, fallback: str = "") -> str:
     """A short human label: ``text``, else the first coding display, else the first code."""
     if isinstance(concept, dict):
-        if isinstance(concept.get("text"), str) and concept["text"].strip():
-            return concept["text"].strip()
+        text = text_of(concept.get("text"))
+        if text is not None:
+            return text
         for coding in codings_of(concept):
-            if isinstance(coding.get("display"), str) and coding["display"].strip():
-                return coding["display"].strip()
+            display = text_of(coding.get("display"))
+            if display is not None:
+                return display
         for coding in codings_of(concept):
-            if isinstance(coding.get("code"), str):
-                return coding["code"]
+            code = text_of(coding.get("code"))
+            if code is not None:
+                return code
     return fallback
 
 
 def number(value: object) -> float | None:
-    """A JSON number (or numeric string) as float; None for booleans and anything else."""
+    """A finite JSON number (or numeric string) as float; None for booleans, NaN, infinities,
+    numbers too large for a float and anything else."""
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, str):
+        value = value.strip()
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         return None
+    return out if math.isfinite(out) else None
 
 
 def first_time(resource: dict, *paths: str) -> datetime | None:

@@ -14,7 +14,8 @@
   starting with no / not / none / absent / negative / denies / without); or an
   interpretation ``NEG`` / ``ND`` or one whose text says negative or absent.
 
-Resources that are not valid FHIR (``record.model`` is None) are absent.
+Resources are read tolerantly (``record.read``): a faulty element is repaired or dropped,
+never the whole resource.
 
 Location (catalogue section 2, last paragraph): a finding's place comes from its
 ``bodySite`` (coded in ``site_hamstring`` / ``site_thigh`` / ``site_lower_limb``, or the
@@ -33,7 +34,7 @@ from datetime import datetime
 
 from ...fhir.record import Record
 from ...fhir.terminology import SNOMED, ValueSet, valueset
-from .elements import ResourceFacts, codes_of, codings_of, first_time, label_of, valid, words_of
+from .elements import ResourceFacts, codes_of, codings_of, first_time, items, label_of, one, readable, words_of
 
 __all__ = ["Finding", "findings", "onset", "in_thigh", "in_lower_limb", "condition_present",
            "observation_present", "THIGH_WORDS", "LIMB_WORDS"]
@@ -74,7 +75,7 @@ def condition_present(resource: dict, now: datetime) -> bool:
     clinical = codes_of(resource.get("clinicalStatus"))
     if clinical and not clinical & CONDITION_ACTIVE:
         return False
-    abatement_keys = [k for k in resource if k.startswith("abatement")]
+    abatement_keys = [k for k in resource if isinstance(k, str) and k.startswith("abatement")]
     if not abatement_keys:
         return True
     ends = first_time(resource, "abatementDateTime", "abatementPeriod.start")
@@ -83,7 +84,7 @@ def condition_present(resource: dict, now: datetime) -> bool:
 
 def _negative_concept(concept: object) -> bool:
     for coding in codings_of(concept):
-        code, system = coding.get("code"), coding.get("system")
+        code, system = one(coding.get("code")), one(coding.get("system"))
         if system == SNOMED and code in _NEGATIVE_SNOMED:
             return True
         if code == "N" and isinstance(system, str) and system.endswith("v2-0136"):
@@ -93,16 +94,16 @@ def _negative_concept(concept: object) -> bool:
 
 def observation_present(resource: dict) -> bool:
     """The Observation half of "a finding is present" (validity is checked by the caller)."""
-    if resource.get("status") not in OBSERVATION_STATUSES:
+    if one(resource.get("status")) not in OBSERVATION_STATUSES:
         return False
     if resource.get("valueBoolean") is False:
         return False
     if _negative_concept(resource.get("valueCodeableConcept")):
         return False
-    value_string = resource.get("valueString")
+    value_string = one(resource.get("valueString"))
     if isinstance(value_string, str) and _NEGATIVE_WORDS.search(value_string):
         return False
-    for interpretation in resource.get("interpretation") or []:
+    for interpretation in items(resource.get("interpretation")):
         if codes_of(interpretation) & _NEGATIVE_INTERPRETATION:
             return False
         if any(_NEGATIVE_ANYWHERE.search(t) for t in words_of(interpretation)):
@@ -117,9 +118,7 @@ def _onset_of(resource: dict) -> datetime | None:
 
 
 def _body_sites(resource: dict) -> tuple[dict, ...]:
-    site = resource.get("bodySite")
-    items = site if isinstance(site, list) else [site]
-    return tuple(s for s in items if isinstance(s, dict))
+    return tuple(s for s in items(resource.get("bodySite")) if isinstance(s, dict))
 
 
 def findings(record: Record, *valueset_names: str) -> list[Finding]:
@@ -134,12 +133,16 @@ def findings(record: Record, *valueset_names: str) -> list[Finding]:
         vs: ValueSet = valueset(name)
         for rtype in ("Condition", "Observation"):
             for raw in record.coded(rtype, vs):
-                if id(raw) in seen or not valid(record, raw):
+                if id(raw) in seen:
                     continue
-                present = condition_present(raw, record.now) if rtype == "Condition" else observation_present(raw)
+                res = readable(record, raw)
+                if res is None:
+                    continue
+                present = condition_present(res, record.now) if rtype == "Condition" else observation_present(res)
                 if not present:
                     continue
                 seen.add(id(raw))
+                raw = res
                 coding = vs.matching_coding(raw.get("code")) or {}
                 out.append(Finding(
                     resource=raw, valueset=name, coding=coding,

@@ -1,26 +1,38 @@
 """Labs: the latest recent electrolyte results, whether they are low, and LGI1 antibodies.
 
 "A lab result" (catalogue section 1) is an ``Observation`` with status ``final``,
-``amended`` or ``corrected``, coded in the lab's value set, with a numeric
-``valueQuantity`` and an effective time (``effectiveDateTime``, ``effectivePeriod.end``,
-else ``issued``). Invalid FHIR is ignored (and counted by the record). The latest is the
-newest effective time inside the window (``dates.within``).
+``amended`` or ``corrected``, coded in the lab's value set, with a value and an
+effective time (``effectiveDateTime``, ``effectivePeriod.end``, else ``issued``). It
+may stand alone or sit inside a panel: an Observation contained in a
+``DiagnosticReport`` (``result``) or a panel Observation (``hasMember``), which then
+lends it its status and time when it has none. The latest is the newest effective
+time inside the window (``dates.within``).
+
+Values are read as labs report them: ``valueQuantity`` (with its ``comparator``),
+``valueInteger``, or ``valueString`` holding a number with an optional comparator,
+unit and flag ("<1.5", "> 10", "1.2 L", "3.1 mmol/L (L)"). A result whose value is
+there but cannot be read (NaN, infinity, garbage, a coded value) is **a result that
+could not be read**: it is the latest result all the same (``readable`` False), never
+"no result". A result without any value (a ``dataAbsentReason`` only) is not a result.
 
 "Low" is decided by the first criterion that can decide:
 
-1. ``referenceRange.low`` (the first range whose ``type`` is absent or ``normal``, whose
-   ``low`` has the result's unit, no unit, or a unit both convertible): value below it;
-2. ``interpretation``: ``L``/``LL``/``LU`` is low; ``N``/``H``/``HH``/``HU`` is not low
-   (other codes, e.g. ``A``, do not decide);
+1. the reference range: ``referenceRange.low`` (the first range whose ``type`` is absent
+   or ``normal``, whose ``low`` has the result's unit, no unit, or a unit both
+   convertible), else the low end of a range given as text ("3.5-5.1 mmol/L", ">=1.7");
+2. ``interpretation`` (or a flag written after a string value): ``L``/``LL``/``LU`` is
+   low; ``N``/``H``/``HH``/``HU`` is not low (other codes, e.g. ``A``, do not decide);
 3. the default limit of ``LABS`` after converting to the default unit. A value whose
    unit is not in ``LABS[lab].units`` has ``value_default`` None and is low only
    through 1 or 2.
 
-A ``<`` / ``<=`` comparator makes the value an upper bound (below the limit when it is
-at most the limit); ``>`` / ``>=`` never counts as below.
+A comparator makes the value a bound: ``<x`` is low when x is at most the limit,
+``<=x`` when x is below it, ``>x`` / ``>=x`` is not low when x is at least the limit;
+any other case cannot be told ("<5" potassium against 3.5): the result is then not
+interpretable (``judged`` False), neither low nor normal.
 
 Total calcium is corrected with an albumin (``albumin_lab``, g/dL or g/L) dated within
-``albumin_days`` of it, the closest one: corrected = calcium mg/dL + 0.8 x (4.0 -
+``albumin_days`` of it, the closest readable one: corrected = calcium mg/dL + 0.8 x (4.0 -
 albumin g/dL). A corrected value is judged against the reference range (converted to
 mg/dL) and then the 8.5 mg/dL limit; the lab's interpretation flag is not used then,
 because it judged the uncorrected value (our choice: the catalogue is silent, and an
@@ -35,12 +47,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ...fhir.record import Record
-from ...fhir.terminology import valueset
+from ...fhir.terminology import ValueSet, valueset
 from .dates import FUTURE_TOLERANCE
-from .elements import codes_of, first_time, number, reference_of, valid, words_of
+from .elements import codes_of, first_time, items, number, one, readable, reference_of, text_of, words_of
 
-__all__ = ["LabSpec", "LABS", "LabResult", "latest_lab", "latest_calcium", "calcium_low",
-           "Lgi1Result", "lgi1_results", "lgi1_positive", "RESULT_STATUSES"]
+__all__ = ["LabSpec", "LABS", "LabResult", "LabValue", "latest_lab", "latest_calcium", "calcium_low",
+           "Lgi1Result", "lgi1_results", "lgi1_positive", "RESULT_STATUSES", "read_value", "range_low_text"]
 
 RESULT_STATUSES = {"final", "amended", "corrected"}
 _TIME_PATHS = ("effectiveDateTime", "effectivePeriod.end", "effectiveInstant", "issued")
@@ -70,6 +82,81 @@ LABS: dict[str, LabSpec] = {
 
 _LOW_FLAGS = {"L", "LL", "LU"}
 _NOT_LOW_FLAGS = {"N", "H", "HH", "HU"}
+_COMPARATORS = {"<", "<=", ">", ">="}
+_UNICODE_COMPARATORS = {"\u2264": "<=", "\u2265": ">=", "=<": "<=", "=>": ">="}
+_NUMBER = r"[+-]?(?:\d+(?:[.,]\d+)?|[.,]\d+)"
+_STRING_VALUE = re.compile(rf"^(<=|>=|=<|=>|<|>|\u2264|\u2265)?\s*({_NUMBER})\s*(.*?)\s*$")
+_FLAG = re.compile(r"^[(\[*]?(LL|HH|L|H|N|A|AA|LU|HU)[)\]*]?$", re.I)
+_RANGE_TEXT = re.compile(rf"^\s*({_NUMBER})\s*(?:-|\u2013|to)\s*({_NUMBER})\s*(.*?)\s*$", re.I)
+_RANGE_FLOOR = re.compile(rf"^\s*(>=|>|\u2265|=>)\s*({_NUMBER})\s*(.*?)\s*$")
+
+
+def _decimal(text: str) -> float | None:
+    return number(text.replace(",", "."))
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """A result's value as reported: the number (None when it cannot be read), comparator, unit and flags."""
+
+    value: float | None
+    comparator: str | None = None
+    unit: str | None = None            # as reported (``unit``, else ``code``)
+    unit_key: str = ""                 # lower-case unit for conversion
+    flags: frozenset[str] = frozenset()
+    text: str = ""                     # the value as reported, for card text when it cannot be read
+
+
+def _string_value(text: str) -> LabValue:
+    match = _STRING_VALUE.match(text)
+    if not match:
+        return LabValue(None, text=text[:40])
+    comparator = _UNICODE_COMPARATORS.get(match.group(1) or "", match.group(1))
+    value = _decimal(match.group(2))
+    unit: str | None = None
+    flags: set[str] = set()
+    for token in match.group(3).split():
+        flag = _FLAG.match(token)
+        if flag:  # "1.2 L" is flagged low: no electrolyte is reported in litres
+            flags.add(flag.group(1).upper())
+        elif unit is None and not flags:
+            unit = token
+        else:
+            return LabValue(None, text=text[:40])
+    return LabValue(value, comparator, unit, (unit or "").lower(), frozenset(flags), text[:40])
+
+
+def read_value(raw: dict) -> LabValue | None:
+    """The value of one result (see the module doc); None when it carries no value at all."""
+    quantity = raw.get("valueQuantity")
+    if isinstance(quantity, list) and len(quantity) == 1:
+        quantity = quantity[0]
+    if isinstance(quantity, dict):
+        comparator = one(quantity.get("comparator"))
+        unit = text_of(quantity.get("unit")) or text_of(quantity.get("code"))
+        unit_key = (text_of(quantity.get("code")) or text_of(quantity.get("unit")) or "").lower()
+        value = number(quantity.get("value"))
+        shown = f"{comparator or ''}{quantity.get('value')!s:.20} {unit or ''}".strip()
+        if comparator is not None and comparator not in _COMPARATORS:
+            return LabValue(None, text=shown)
+        return LabValue(value, comparator, unit, unit_key, text=shown)
+    if quantity is not None:
+        value = number(quantity)
+        return LabValue(value, text=str(quantity)[:40])
+    if "valueInteger" in raw:
+        return LabValue(number(raw["valueInteger"]), text=str(raw["valueInteger"])[:40])
+    if "valueString" in raw:
+        text = one(raw["valueString"])
+        return _string_value(text.strip()) if text is not None else LabValue(None)
+    for key in raw:
+        if isinstance(key, str) and key.startswith("value") and key != "valueQuantity":
+            return LabValue(None, text=label_text(raw.get(key)))
+    return None
+
+
+def label_text(value: object) -> str:
+    words = words_of(value) if isinstance(value, dict) else []
+    return words[0][:40] if words else ""
 
 
 @dataclass(frozen=True)
@@ -78,7 +165,7 @@ class LabResult:
 
     resource: dict
     lab: str                        # key of LABS
-    value: float                    # as reported
+    value: float | None             # as reported; None: the value could not be read
     unit: str | None                # as reported (``unit``, else ``code``)
     value_default: float | None     # in the default unit (corrected for calcium with albumin); None: unit unknown
     default_unit: str
@@ -86,6 +173,9 @@ class LabResult:
     low: bool
     why_low: str | None             # "below the reference range" | "flagged low" | "below the default limit 3.5 mmol/L"
     albumin: "LabResult | None" = None  # the albumin that corrected a total calcium
+    comparator: str | None = None
+    judged: bool = True             # False: neither low nor normal could be told (unreadable, or "<5" potassium)
+    reported: str = ""              # the value as reported, for card text
 
     @property
     def reference(self) -> str | None:
@@ -95,22 +185,31 @@ class LabResult:
     def corrected(self) -> bool:
         return self.albumin is not None
 
+    @property
+    def readable(self) -> bool:
+        """Whether the value could be read and judged low or not low."""
+        return self.value is not None and self.judged
+
     def shown(self) -> str:
-        """The value for card text: ``3.1 mmol/L``; corrected calcium adds its correction."""
-        text = f"{self.value:g} {self.unit or ''}".strip()
+        """The value for card text: ``3.1 mmol/L``, ``<1.5 mg/dL``; corrected calcium adds its correction;
+        a value that could not be read is quoted as reported."""
+        if self.value is None:
+            return f"\u201c{self.reported}\u201d" if self.reported else "(no readable value)"
+        text = f"{self.comparator or ''}{self.value:g} {self.unit or ''}".strip()
         if self.albumin is not None and self.value_default is not None:
             text += f" (corrected for albumin {self.albumin.shown()}: {self.value_default:.1f} {self.default_unit})"
         return text
 
 
-def _unit(quantity: dict) -> str:
-    return str(quantity.get("code") or quantity.get("unit") or "").strip().lower()
-
-
-def _below(value: float, comparator: object, limit: float) -> bool:
+def _below(value: float, comparator: str | None, limit: float) -> bool | None:
+    """Whether the true value is below ``limit``; None when the bound cannot tell."""
+    if comparator == "<":
+        return True if value <= limit else None
+    if comparator == "<=":
+        return True if value < limit else None
     if comparator in (">", ">="):
-        return False
-    return value <= limit if comparator in ("<", "<=") else value < limit
+        return False if value >= limit else None
+    return value < limit
 
 
 def _time_key(raw: dict) -> str:
@@ -119,35 +218,68 @@ def _time_key(raw: dict) -> str:
         value: object = raw
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, str) and value[:4].isdigit():
+        value = one(value)
+        if value is not None and value[:4].isdigit():
             return value
     return ""
 
 
-def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, float, str]]:
-    """Results of the lab with a value, newest first by the time as sent, from the raw JSON only.
-
-    Times are parsed, and validity as FHIR asked (``_valid_first``), only for the results a
-    window can reach, so a long lab history costs neither date parsing nor model building.
-    """
-    def compute() -> list[tuple[dict, float, str]]:
+def _panel_members(record: Record) -> list[dict]:
+    """Observations contained in a DiagnosticReport (``result``) or a panel Observation (``hasMember``),
+    each lent its container's status and time when it has none, and referenced through its container."""
+    def compute() -> list[dict]:
         out = []
-        for raw in record.coded("Observation", valueset(spec.valueset)):
-            quantity = raw.get("valueQuantity")
-            if raw.get("status") not in RESULT_STATUSES or not isinstance(quantity, dict):
+        for container in record.of_type("DiagnosticReport", "Observation"):
+            contained = container.get("contained")
+            if not contained:
                 continue
-            value, key = number(quantity.get("value")), _time_key(raw)
-            if value is None or not key:
+            by_id = {c.get("id"): c for c in items(contained) if isinstance(c, dict) and isinstance(c.get("id"), str)}
+            refs = items(container.get("result")) + items(container.get("hasMember"))
+            for ref in refs:
+                target = one(ref.get("reference")) if isinstance(ref, dict) else None
+                member = by_id.get(target[1:]) if target and target.startswith("#") else None
+                if not isinstance(member, dict) or member.get("resourceType") != "Observation":
+                    continue
+                lent = {k: v for k, v in member.items() if k != "id"}
+                lent["_fullUrl"] = reference_of(container) or ""
+                if "status" not in lent and "status" in container:
+                    lent["status"] = container["status"]
+                if not _time_key(lent):
+                    for path in ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"):
+                        if path in container:
+                            lent[path] = container[path]
+                out.append(lent)
+        return out
+
+    return record.memo(("panel-members",), compute)
+
+
+def _coded_results(record: Record, vs: ValueSet) -> list[dict]:
+    return record.coded("Observation", vs) + [m for m in _panel_members(record) if vs.matches(m.get("code"))]
+
+
+def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, str]]:
+    """Results of the lab (with a value, readable or not), newest first by the time as sent.
+
+    Times are parsed, and resources read (``Record.read``), only for the results a window
+    can reach, so a long lab history costs neither date parsing nor model building.
+    """
+    def compute() -> list[tuple[dict, str]]:
+        out = []
+        for raw in _coded_results(record, valueset(spec.valueset)):
+            if one(raw.get("status")) not in RESULT_STATUSES:
                 continue
-            out.append((raw, value, key))
-        out.sort(key=lambda c: c[2], reverse=True)
+            key = _time_key(raw)
+            if not key or read_value(raw) is None:
+                continue
+            out.append((raw, key))
+        out.sort(key=lambda c: c[1], reverse=True)
         return out
 
     return record.memo(("lab-candidates", spec.name), compute)
 
 
-def _dated(candidates: list[tuple[dict, float, str]], start: datetime,
-           end: datetime) -> list[tuple[dict, float, datetime]]:
+def _dated(candidates: list[tuple[dict, str]], start: datetime, end: datetime) -> list[tuple[dict, datetime]]:
     """Candidates timed between ``start`` and ``end`` (inclusive), parsed; newest first.
 
     ISO 8601 times sort by their date part, give or take a day of time zone offset, so
@@ -155,7 +287,7 @@ def _dated(candidates: list[tuple[dict, float, str]], start: datetime,
     """
     lo, hi = (start - timedelta(days=1)).date().isoformat(), (end + timedelta(days=1)).date().isoformat()
     out = []
-    for raw, value, key in candidates:
+    for raw, key in candidates:
         day = key[:10]
         if day > hi:
             continue
@@ -163,27 +295,41 @@ def _dated(candidates: list[tuple[dict, float, str]], start: datetime,
             break
         when = first_time(raw, *_TIME_PATHS)
         if when is not None and start <= when <= end:
-            out.append((raw, value, when))
-    out.sort(key=lambda c: c[2], reverse=True)
+            out.append((raw, when))
+    out.sort(key=lambda c: c[1], reverse=True)
     return out
 
 
-def _valid_first(record: Record, candidates) -> tuple[dict, float, datetime] | None:
-    """The first candidate that is valid FHIR (an invalid one is skipped and counted)."""
-    return next((c for c in candidates if valid(record, c[0])), None)
+def range_low_text(text: object) -> tuple[float, str] | None:
+    """The low end of a reference range given as text ("3.5-5.1 mmol/L", ">=1.7 mg/dL"): (value, unit)."""
+    text = one(text)
+    if not text:
+        return None
+    match = _RANGE_TEXT.match(text) or _RANGE_FLOOR.match(text)
+    if not match:
+        return None
+    low = _decimal(match.group(1) if match.re is _RANGE_TEXT else match.group(2))
+    return (low, match.group(3).strip().lower()) if low is not None else None
 
 
 def _range_low(raw: dict, unit: str, spec: LabSpec) -> tuple[float, float | None] | None:
-    """The usable ``referenceRange.low`` as (in the result's unit, in the default unit or None), or None."""
-    for rng in raw.get("referenceRange") or []:
-        if not isinstance(rng, dict) or not isinstance(rng.get("low"), dict):
+    """The usable reference range low as (in the result's unit, in the default unit or None), or None."""
+    for rng in items(raw.get("referenceRange")):
+        if not isinstance(rng, dict):
             continue
         if rng.get("type") is not None and "normal" not in codes_of(rng.get("type")):
             continue
-        low = number(rng["low"].get("value"))
+        low: float | None = None
+        low_unit = ""
+        if isinstance(rng.get("low"), dict):
+            low = number(rng["low"].get("value"))
+            low_unit = str(one(rng["low"].get("code")) or one(rng["low"].get("unit")) or "").strip().lower()
+        elif "low" not in rng and "high" not in rng:
+            from_text = range_low_text(rng.get("text"))
+            if from_text is not None:
+                low, low_unit = from_text
         if low is None:
             continue
-        low_unit = _unit(rng["low"])
         default = low * spec.units[low_unit or unit] if (low_unit or unit) in spec.units else None
         if not low_unit or low_unit == unit:
             return low, default
@@ -192,62 +338,80 @@ def _range_low(raw: dict, unit: str, spec: LabSpec) -> tuple[float, float | None
     return None
 
 
-def _judge(raw: dict, value: float, unit: str, spec: LabSpec, corrected: float | None) -> tuple[bool, str | None]:
-    comparator = raw["valueQuantity"].get("comparator")
+def _judge(raw: dict, reading: LabValue, spec: LabSpec, corrected: float | None) -> tuple[bool | None, str | None]:
+    """(low, why): low True / False, or None when it cannot be told."""
+    value, comparator, unit = reading.value, reading.comparator, reading.unit_key
+    if value is None:
+        return None, None
     rng = _range_low(raw, unit, spec)
+    verdict: bool | None = None
     if corrected is not None:
         if rng is not None and rng[1] is not None:
-            return (True, "below the reference range") if _below(corrected, comparator, rng[1]) else (False, None)
+            verdict = _below(corrected, comparator, rng[1])
+            return (True, "below the reference range") if verdict else (verdict, None)
     else:
         if rng is not None:
-            return (True, "below the reference range") if _below(value, comparator, rng[0]) else (False, None)
-        flags = set().union(*(codes_of(i) for i in raw.get("interpretation") or [] if isinstance(i, dict)))
+            verdict = _below(value, comparator, rng[0])
+            if verdict is not None:
+                return (True, "below the reference range") if verdict else (False, None)
+        flags = set(reading.flags).union(*(codes_of(i) for i in items(raw.get("interpretation"))
+                                           if isinstance(i, dict)))
         if flags & _LOW_FLAGS:
             return True, "flagged low"
         if flags & _NOT_LOW_FLAGS:
             return False, None
+        if rng is not None:
+            return None, None
     converted = corrected if corrected is not None else (value * spec.units[unit] if unit in spec.units else None)
-    if converted is not None and spec.limit is not None and _below(converted, comparator, spec.limit):
-        return True, f"below the default limit {spec.limit:g} {spec.unit}"
-    return False, None
+    if converted is not None and spec.limit is not None:
+        verdict = _below(converted, comparator, spec.limit)
+        return (True, f"below the default limit {spec.limit:g} {spec.unit}") if verdict else (verdict, None)
+    return (None, None) if comparator is not None else (False, None)
 
 
-def _result(record: Record, spec: LabSpec, raw: dict, value: float, when: datetime,
-            albumin_days: int) -> LabResult:
-    unit = _unit(raw["valueQuantity"])
-    shown_unit = raw["valueQuantity"].get("unit") or raw["valueQuantity"].get("code")
-    default = value * spec.units[unit] if unit in spec.units else None
+def _result(record: Record, spec: LabSpec, raw: dict, when: datetime, albumin_days: int) -> LabResult:
+    reading = read_value(raw) or LabValue(None)
+    value, unit = reading.value, reading.unit_key
+    default = value * spec.units[unit] if value is not None and unit in spec.units else None
     albumin = _albumin_near(record, when, albumin_days) if spec.name == "calcium" and default is not None else None
     corrected = None
     if albumin is not None and default is not None and albumin.value_default is not None:
         corrected = default + 0.8 * (4.0 - albumin.value_default)
-    low, why = _judge(raw, value, unit, spec, corrected)
-    return LabResult(resource=raw, lab=spec.name, value=value, unit=shown_unit,
+    low, why = _judge(raw, reading, spec, corrected)
+    return LabResult(resource=raw, lab=spec.name, value=value, unit=reading.unit,
                      value_default=corrected if corrected is not None else default, default_unit=spec.unit,
-                     effective=when, low=low, why_low=why, albumin=albumin)
+                     effective=when, low=low is True, why_low=why, albumin=albumin, comparator=reading.comparator,
+                     judged=low is not None, reported=reading.text)
 
 
 def _albumin_near(record: Record, when: datetime, days: int) -> LabResult | None:
     spec = LABS["albumin"]
     span = timedelta(days=days)
-    near = [c for c in _dated(_candidates(record, spec), when - span, when + span)
-            if _unit(c[0]["valueQuantity"]) in spec.units]
-    best = _valid_first(record, sorted(near, key=lambda c: abs(c[2] - when)))
-    if best is None:
-        return None
-    return _result(record, spec, best[0], best[1], best[2], days)
+    near = sorted(_dated(_candidates(record, spec), when - span, when + span), key=lambda c: abs(c[1] - when))
+    for raw, at in near:
+        res = readable(record, raw)
+        reading = read_value(res) if res is not None else None
+        if res is None or reading is None or reading.value is None or reading.comparator is not None \
+                or reading.unit_key not in spec.units:
+            continue
+        return _result(record, spec, res, at, days)
+    return None
 
 
 def latest_lab(record: Record, lab: str, now: datetime, window_days: int,
                albumin_days: int = 7) -> LabResult | None:
-    """The newest result of ``lab`` (a key of ``LABS``) inside the window, judged; None if none."""
+    """The newest result of ``lab`` (a key of ``LABS``) inside the window, judged; None if none.
+
+    A result whose value could not be read is the latest all the same (``readable``
+    False): it is never reported as no result.
+    """
     spec = LABS[lab]
     recent = _dated(_candidates(record, spec), now - timedelta(days=window_days), now + FUTURE_TOLERANCE)
-    newest = _valid_first(record, recent)
-    if newest is None:
-        return None
-    raw, value, when = newest
-    return _result(record, spec, raw, value, when, albumin_days)
+    for raw, when in recent:
+        res = readable(record, raw)
+        if res is not None and one(res.get("status")) in RESULT_STATUSES and read_value(res) is not None:
+            return _result(record, spec, res, when, albumin_days)
+    return None
 
 
 def latest_calcium(record: Record, now: datetime, window_days: int, albumin_days: int = 7) -> LabResult | None:
@@ -278,6 +442,11 @@ _POSITIVE_TEXT = re.compile(r"\b(positive|detected|reactive|present)\b", re.I)
 _TITRE = re.compile(r"^\s*([<>]=?)?\s*1\s*:\s*(\d+(?:\.\d+)?)\s*$")
 
 
+def _part(ratio: dict, name: str) -> dict:
+    part = ratio.get(name)
+    return part if isinstance(part, dict) else {}
+
+
 @dataclass(frozen=True)
 class Lgi1Result:
     """One LGI1 antibody result and its reading."""
@@ -300,8 +469,8 @@ class Lgi1Result:
             return texts[0]
         ratio = raw.get("valueRatio")
         if isinstance(ratio, dict):
-            num = number((ratio.get("numerator") or {}).get("value"))
-            den = number((ratio.get("denominator") or {}).get("value"))
+            num = number(_part(ratio, "numerator").get("value"))
+            den = number(_part(ratio, "denominator").get("value"))
             if num is not None and den is not None:
                 return f"{num:g}:{den:g}"
         quantity = raw.get("valueQuantity")
@@ -330,7 +499,7 @@ def lgi1_positive(raw: dict) -> bool:
     52101004, Detected 260373001, Reactive 11214006) or the words positive / detected
     / reactive, ``valueBoolean: true``. Anything else is not positive.
     """
-    flags = set().union(*(codes_of(i) for i in raw.get("interpretation") or [] if isinstance(i, dict)))
+    flags = set().union(*(codes_of(i) for i in items(raw.get("interpretation")) if isinstance(i, dict)))
     if flags & _POSITIVE_FLAGS:
         return True
     if flags & _NEGATIVE_FLAGS:
@@ -350,10 +519,10 @@ def lgi1_positive(raw: dict) -> bool:
             return verdict
     ratio = raw.get("valueRatio")
     if isinstance(ratio, dict):
-        num = number((ratio.get("numerator") or {}).get("value"))
-        den = number((ratio.get("denominator") or {}).get("value"))
+        num = number(_part(ratio, "numerator").get("value"))
+        den = number(_part(ratio, "denominator").get("value"))
         if num and den and num > 0:
-            return den / num >= 10 and (ratio.get("denominator") or {}).get("comparator") not in ("<", "<=")
+            return den / num >= 10 and _part(ratio, "denominator").get("comparator") not in ("<", "<=")
     quantity = raw.get("valueQuantity")
     if isinstance(quantity, dict):
         value = number(quantity.get("value"))
@@ -368,8 +537,9 @@ def lgi1_results(record: Record) -> list[Lgi1Result]:
     ``issued``) are left out: they cannot be "latest" or inside a window.
     """
     out = []
-    for raw in record.coded("Observation", valueset("lgi1_antibody_lab")):
-        when = first_time(raw, *_TIME_PATHS)
-        if raw.get("status") in RESULT_STATUSES and when is not None and valid(record, raw):
+    for found in _coded_results(record, valueset("lgi1_antibody_lab")):
+        raw = readable(record, found)
+        when = first_time(raw, *_TIME_PATHS) if raw is not None else None
+        if raw is not None and one(raw.get("status")) in RESULT_STATUSES and when is not None:
             out.append(Lgi1Result(raw, when, lgi1_positive(raw)))
     return sorted(out, key=lambda r: r.effective, reverse=True)

@@ -9,8 +9,8 @@ Bundle (``fullUrl``) or one returned by prefetch (``Medication/id``), all throug
 ``record.resolve``. Ingredients come from ``terminology.ingredients`` on that concept
 (ingredient and product RxNorm codes, else whole-word names in display / text), else
 from the Medication's ``ingredient[].itemCodeableConcept``. A reference that cannot be
-resolved, or that resolves to an invalid resource, names no ingredient (the use is
-kept, labelled by ``medicationReference.display``).
+resolved names no ingredient (the use is kept, labelled by
+``medicationReference.display``). Resources are read tolerantly (``record.read``).
 
 Dose arithmetic (catalogue section 3) is in ``daily_dose_mg``; it returns None rather
 than guess.
@@ -23,7 +23,7 @@ from datetime import datetime
 
 from ...fhir.record import Record
 from ...fhir.terminology import Product, drug_class, ingredient_coding, ingredients, product
-from .elements import ResourceFacts, codes_of, first_time, label_of, number, valid
+from .elements import ResourceFacts, codes_of, first_time, items, label_of, number, one, readable
 
 __all__ = ["MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names"]
 
@@ -80,7 +80,10 @@ def _medication_of(resource: dict, record: Record) -> tuple[dict | None, dict | 
         return concept, None
     ref = resource.get("medicationReference")
     target = record.resolve(ref.get("reference"), within=resource) if isinstance(ref, dict) else None
-    if not isinstance(target, dict) or target.get("resourceType") != "Medication" or not valid(record, target):
+    if not isinstance(target, dict) or target.get("resourceType") != "Medication":
+        return None, None
+    target = readable(record, target)
+    if target is None:
         return None, None
     code = target.get("code")
     return (code if isinstance(code, dict) else None), target
@@ -91,7 +94,7 @@ def _ingredients(concept: dict | None, medication: dict | None) -> frozenset[str
     if found or medication is None:
         return found
     out: set[str] = set()
-    for item in medication.get("ingredient") or []:
+    for item in items(medication.get("ingredient")):
         if isinstance(item, dict):
             out |= ingredients(item.get("itemCodeableConcept"))
     return frozenset(out)
@@ -99,17 +102,17 @@ def _ingredients(concept: dict | None, medication: dict | None) -> frozenset[str
 
 def _dosages(resource: dict) -> list[dict]:
     key = "dosageInstruction" if resource.get("resourceType") == "MedicationRequest" else "dosage"
-    return [d for d in resource.get(key) or [] if isinstance(d, dict)]
+    return [d for d in items(resource.get(key)) if isinstance(d, dict)]
 
 
 def _unit_key(quantity: dict) -> str:
-    unit = quantity.get("code") or quantity.get("unit") or ""
-    return str(unit).strip().strip("{}").lower()
+    unit = one(quantity.get("code")) or one(quantity.get("unit")) or ""
+    return unit.strip().strip("{}").lower()
 
 
 def _dose_mg(dosage: dict, strength: Product | None) -> float | None:
     quantities = []
-    for dr in dosage.get("doseAndRate") or []:
+    for dr in items(dosage.get("doseAndRate")):
         if isinstance(dr, dict) and isinstance(dr.get("doseQuantity"), dict):
             ordered = "ordered" in codes_of(dr.get("type"))
             quantities.append((not ordered, dr["doseQuantity"]))
@@ -134,11 +137,12 @@ def _per_day(dosage: dict) -> float | None:
     if not isinstance(timing, dict):
         return None
     repeat: dict = timing["repeat"] if isinstance(timing.get("repeat"), dict) else {}
-    period, unit = number(repeat.get("period")), repeat.get("periodUnit")
+    period, unit = number(repeat.get("period")), one(repeat.get("periodUnit"))
     if period is not None and unit in _PERIOD_DAYS and period > 0:
         frequency = number(repeat.get("frequency"))
         if frequency is None:
-            frequency = float(len(repeat.get("timeOfDay") or repeat.get("when") or [None]))
+            times = repeat.get("timeOfDay") or repeat.get("when")
+            frequency = float(len(times)) if isinstance(times, list) and times else 1.0
         return frequency / (period * _PERIOD_DAYS[unit])
     if period is None:
         for code in codes_of(timing.get("code")):
@@ -163,7 +167,7 @@ def daily_dose_mg(resource: dict, strength: Product | None = None) -> float | No
     known here: None. A ``doseRange``, an unknown unit or a one-off timing gives None.
     """
     dosages = _dosages(resource)
-    if not dosages or len({d.get("sequence") for d in dosages}) > 1:
+    if not dosages or len({repr(d.get("sequence")) for d in dosages}) > 1:
         return None
     total = 0.0
     for dosage in dosages:
@@ -191,7 +195,7 @@ def _use(resource: dict, record: Record) -> MedUse:
     concept, medication = _medication_of(resource, record)
     strength = product(concept)
     ref = resource.get("medicationReference")
-    fallback = ref.get("display", "") if isinstance(ref, dict) and isinstance(ref.get("display"), str) else ""
+    fallback = (one(ref.get("display")) or "") if isinstance(ref, dict) else ""
     found = _ingredients(concept, medication)
     label = label_of(concept, fallback or ", ".join(sorted(found)) or "medication")
     started, changed = _dates(resource, record.now)
@@ -202,15 +206,20 @@ def _use(resource: dict, record: Record) -> MedUse:
 
 def _active(resource: dict) -> bool:
     if resource.get("resourceType") == "MedicationRequest":
-        return (resource.get("status") in REQUEST_STATUSES and resource.get("intent") in REQUEST_INTENTS
-                and resource.get("doNotPerform") is not True)
-    return resource.get("status") in STATEMENT_STATUSES
+        return (one(resource.get("status")) in REQUEST_STATUSES and one(resource.get("intent")) in REQUEST_INTENTS
+                and resource.get("doNotPerform") not in (True, [True]))
+    return one(resource.get("status")) in STATEMENT_STATUSES
 
 
 def active_medications(record: Record) -> list[MedUse]:
     """Every active MedicationRequest and MedicationStatement of the record, in record order."""
-    return [_use(raw, record) for raw in record.of_type("MedicationRequest", "MedicationStatement")
-            if _active(raw) and valid(record, raw)]
+    out = []
+    for raw in record.of_type("MedicationRequest", "MedicationStatement"):
+        if _active(raw):
+            res = readable(record, raw)
+            if res is not None and _active(res):
+                out.append(_use(res, record))
+    return out
 
 
 def using(meds: list[MedUse], name: str) -> list[MedUse]:
@@ -222,9 +231,11 @@ def using(meds: list[MedUse], name: str) -> list[MedUse]:
 def medication_of(order: dict, record: Record) -> MedUse | None:
     """The MedUse of one order (e.g. a ``draftOrders`` entry), whatever its status.
 
-    None when it is not a MedicationRequest / MedicationStatement or not valid FHIR.
+    None when it is not a MedicationRequest / MedicationStatement. The order is read
+    tolerantly (``MedUse.resource`` is the repaired order, see ``Record.read``).
     """
-    if order.get("resourceType") not in ("MedicationRequest", "MedicationStatement") or not valid(record, order):
+    if order.get("resourceType") not in ("MedicationRequest", "MedicationStatement"):
         return None
-    return _use(order, record)
+    res = readable(record, order)
+    return _use(res, record) if res is not None else None
 

@@ -15,7 +15,8 @@ in the value set and dated inside the window,
 already scheduled is already ordered). An *open* item without any date (an active
 ServiceRequest, an in-progress or preparation Procedure) counts too: it is current by
 its status. A completed item or a report without a date does not (when is unknown).
-Invalid FHIR is ignored.
+Resources are read tolerantly (``record.read``): a faulty element is repaired or
+dropped, the resource still counts.
 
 Draft orders (``context.draftOrders``) are read raw: ``order_codes`` and
 ``is_order_for`` look at ``ServiceRequest.code`` / ``Procedure.code`` or the medication
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta
 
 from ...fhir.record import CONCEPT_FIELDS, Record
 from ...fhir.terminology import normalize_code, valueset
-from .elements import codings_of, first_time, valid
+from .elements import codings_of, first_time, items, one, readable
 
 __all__ = ["already_done", "order_codes", "order_concept", "is_order_for"]
 
@@ -52,9 +53,14 @@ def already_done(record: Record, valueset_name: str, now: datetime, window_days:
     since = now - timedelta(days=window_days)
     best: tuple[datetime, dict] | None = None
     for rtype, statuses in _STATUSES.items():
-        for raw in record.coded(rtype, vs):
-            status = raw.get("status")
-            if status not in statuses or raw.get("doNotPerform") is True or not valid(record, raw):
+        for found in record.coded(rtype, vs):
+            if one(found.get("status")) not in statuses:
+                continue
+            raw = readable(record, found)
+            if raw is None:
+                continue
+            status = one(raw.get("status"))
+            if status not in statuses or raw.get("doNotPerform") is True:
                 continue
             when = first_time(raw, *_DATES[rtype])
             if when is None and status in _OPEN:
@@ -68,14 +74,15 @@ def already_done(record: Record, valueset_name: str, now: datetime, window_days:
 
 def order_concept(order: dict) -> dict | None:
     """The CodeableConcept saying what an order is for (see module doc), or None."""
-    rtype = order.get("resourceType")
-    concept = order.get(CONCEPT_FIELDS.get(str(rtype), "code"))
+    rtype = one(order.get("resourceType"))
+    concept = order.get(CONCEPT_FIELDS.get(rtype or "", "code"))
     if isinstance(concept, dict):
         return concept
     ref = order.get("medicationReference")
-    if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
-        for contained in order.get("contained") or []:
-            if isinstance(contained, dict) and contained.get("id") == ref["reference"][1:]:
+    target = one(ref.get("reference")) if isinstance(ref, dict) else None
+    if target is not None and target.startswith("#"):
+        for contained in items(order.get("contained")):
+            if isinstance(contained, dict) and contained.get("id") == target[1:]:
                 code = contained.get("code")
                 return code if isinstance(code, dict) else None
     return None
@@ -85,8 +92,8 @@ def order_codes(order: dict) -> list[tuple[str, str]]:
     """``(system, code)`` pairs of an order's concept (ICD-10-CM without the dot)."""
     out = []
     for coding in codings_of(order_concept(order)):
-        system, code = coding.get("system"), coding.get("code")
-        if isinstance(system, str) and isinstance(code, str):
+        system, code = one(coding.get("system")), one(coding.get("code"))
+        if system is not None and code is not None:
             out.append((system, normalize_code(system, code)))
     return out
 
