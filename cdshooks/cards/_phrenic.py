@@ -6,10 +6,11 @@ recognise the test the same way.
 
 The test has no verified code (``phrenic_test`` explains why: CPT 95866 is unverified,
 phrenic conduction is billed inside the generic nerve conduction counts, and twitch
-pressure has no code), so the suggested ServiceRequest carries ``code.text`` only, and
-a draft order is recognised by the value set (codes, else names) **or** by the test's
-names in its own text and displays: an order coded with a generic nerve conduction CPT
-code whose text says "phrenic nerve conduction" is a phrenic test.
+pressure has no code), so ``respiratory-involvement`` gives it as advice, not as an
+order, and a draft order is recognised by the value set (codes, else names) **or** by
+the test's names or word sets in its own text and displays: an order coded with a
+generic nerve conduction CPT code whose text says "phrenic nerve conduction", or an
+order named "EMG HEMIDIAPHRAGM" or "Nerve conduction study, phrenic", is a phrenic test.
 """
 
 from __future__ import annotations
@@ -17,33 +18,16 @@ from __future__ import annotations
 import re
 
 from ..fhir.terminology import valueset
-from .card import prune
-from .clinical import Finding, is_order_for
+from .clinical import is_order_for
 from .clinical.elements import words_of
 from .clinical.orders_seen import order_concept
-from .orders import CATEGORIES
 
-__all__ = ["QUIET_BREATHING", "PHRENIC_TEXT", "phrenic_request", "is_phrenic_order", "notes_quiet_breathing"]
+__all__ = ["QUIET_BREATHING", "PHRENIC_TEXT", "is_phrenic_order", "notes_quiet_breathing"]
 
 QUIET_BREATHING = ("Allow 15 minutes of quiet breathing before the test to avoid twitch potentiation from prior "
                    "muscle contractions.")
 PHRENIC_TEXT = "Phrenic nerve stimulation with twitch pressure measurement"
 _QUIET = re.compile(r"\bquiet\s+breathing\b", re.I)
-
-
-def phrenic_request(patient_id: str, reasons: list[Finding]) -> dict:
-    """A draft ServiceRequest for the phrenic nerve test, coded by text, with the timing note."""
-    return prune({
-        "resourceType": "ServiceRequest",
-        "status": "draft",
-        "intent": "proposal",
-        "priority": "routine",
-        "category": [{"coding": [dict(CATEGORIES["procedure"])]}],
-        "code": {"text": PHRENIC_TEXT},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "reasonReference": [{"reference": f.reference, "display": f.display} for f in reasons if f.reference],
-        "note": [{"text": QUIET_BREATHING}],
-    })
 
 
 def is_phrenic_order(order: dict) -> bool:

@@ -10,22 +10,25 @@ ingredient's RxNorm coding from ``medications.json``, else text only (an ingredi
 whose code is not verified, e.g. baclofen).
 
 ``order_key`` identifies the same order across cards, so one call never suggests it
-twice; ``describe`` gives the short label for a suggestion or action description.
+twice; ``covers(a, b)`` says whether order ``a`` already includes order ``b`` by clinical
+equivalence (the ``COVERS`` table: needle EMG with nerve conduction studies includes the
+nerve conduction studies), so one call never offers the same study twice under two
+codes; ``describe`` gives the short label for a suggestion or action description.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..fhir.terminology import RXNORM, SNOMED, UCUM, ingredient_coding, valueset
+from ..fhir.terminology import CPT, RXNORM, SNOMED, UCUM, ingredient_coding, valueset
 from ..fhir.terminology import product as find_product
 from .card import prune
 from .clinical.elements import label_of
 from .clinical.findings import Finding
 from .clinical.orders_seen import order_codes, order_concept
 
-__all__ = ["service_request", "medication_request", "suggest_codings", "order_key", "describe",
-           "CATEGORIES", "PRIORITIES"]
+__all__ = ["service_request", "medication_request", "suggest_codings", "order_key", "covers", "describe",
+           "CATEGORIES", "PRIORITIES", "COVERS"]
 
 # ServiceRequest.category codings (SNOMED CT; the R4 example value set and US Core usage).
 CATEGORIES = {
@@ -154,6 +157,28 @@ def order_key(resource: dict) -> tuple:
     if codes:
         return (resource.get("resourceType"), codes)
     return (resource.get("resourceType"), ("text", label_of(order_concept(resource)).lower()))
+
+
+# What covers what, by clinical equivalence: an order coded with one of the codes on the left
+# includes every order of the value set on the right (and nothing else is implied).
+# * The suggested needle EMG (SNOMED 42803009, "Needle EMG with nerve conduction studies") and the
+#   needle EMG codes "when nerve conduction studies are performed" (CPT 95886, 95887) are done with
+#   nerve conduction studies: an NCS order beside them is the same study twice.
+COVERS: tuple[tuple[frozenset[tuple[str, str]], str], ...] = (
+    (frozenset({(SNOMED, "42803009"), (CPT, "95886"), (CPT, "95887")}), "nerve_conduction"),
+)
+
+
+def covers(order: dict, other: dict) -> bool:
+    """Whether ``order`` already includes ``other`` (``COVERS``); an order never covers itself."""
+    if order_key(order) == order_key(other):
+        return False
+    codes = set(order_codes(order))
+    other_codes = set(order_codes(other))
+    for covering, covered in COVERS:
+        if codes & covering and not other_codes & covering and valueset(covered).matches(order_concept(other)):
+            return True
+    return False
 
 
 _TIMES = {1: "once daily", 2: "twice daily", 3: "three times daily", 4: "four times daily"}

@@ -20,9 +20,11 @@ When it stays silent
 What it suggests
     * referral to pulmonology (SNOMED 306275005) unless on file inside the referral window;
     * referral to neurology (SNOMED 308474002) unless on file inside the referral window;
-    * phrenic nerve stimulation with twitch pressure measurement, with the note "allow 15
-      minutes of quiet breathing before the test", unless a phrenic test is on file inside
-      ``study_window_days``.
+    * phrenic nerve stimulation with twitch pressure measurement, with "allow 15 minutes of
+      quiet breathing before the test", as **advice in the card text, not an order**
+      (unless a phrenic test is on file inside ``study_window_days``): no code for the test
+      could be verified (``phrenic_test`` says why), and an uncoded ServiceRequest cannot
+      be signed as it stands.
     Both referrals are ``urgent``; every order's reason is the findings that fired the card.
 
 Guideline (000 Muscle Twitching: Causes and Treatment)
@@ -48,10 +50,10 @@ Choices where the catalogue and guideline are silent
     * J98.6 "Disorders of diaphragm" and SNOMED 48475001 cover eventration, relaxation and
       diaphragmatitis as well as paralysis, so they need the neuromuscular link; SNOMED
       64228003 "Paralysis of diaphragm" (or the words) stands alone.
-    * The phrenic test has no verified code (``phrenic_test`` notes why): the suggested
-      ServiceRequest carries ``code.text`` only (see ``_phrenic``). It follows that a
-      code-filtered prefetch never returns a phrenic test on file; one is recognised (by
-      name) only when the data reaches the service.
+    * The phrenic test has no verified code (``phrenic_test`` notes why), so it is advice,
+      not an order. A code-filtered prefetch never returns a phrenic test on file; one is
+      recognised (by name, or by a word set such as "EMG HEMIDIAPHRAGM") only when the data
+      reaches the service.
     * Referral priority ``urgent``: respiratory muscle involvement in neuromuscular disease
       can progress to ventilatory failure, and the catalogue makes the card critical.
     * The phrenic test is priority routine: the timing note matters more than the speed.
@@ -65,7 +67,7 @@ Choices where the catalogue and guideline are silent
 from __future__ import annotations
 
 from ._neuro import findings_fact, offer, on_file_fact
-from ._phrenic import phrenic_request
+from ._phrenic import PHRENIC_TEXT, QUIET_BREATHING
 from .card import Card, render_detail
 from .clinical import already_done, findings
 from .orders import service_request
@@ -114,7 +116,8 @@ def evaluate(call: Call) -> Card | None:
         else:
             why.append(f"{label} referral already on file: {on_file_fact(done)}")
     if phrenic is None:
-        suggestions.append(offer(phrenic_request(call.patient_id, reasons)))
+        why.append(f"To arrange with neurology or pulmonology: {PHRENIC_TEXT.lower()}. {QUIET_BREATHING} Not offered "
+                   f"as an order: no code for the test could be verified, so an EHR could not sign it as it stands")
     else:
         why.append(f"Phrenic nerve test already on file: {on_file_fact(phrenic)}")
     guideline = [

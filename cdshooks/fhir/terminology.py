@@ -105,10 +105,13 @@ class ValueSet:
     prefixes: frozenset[tuple[str, str]]
     names: tuple[str, ...]
     codings: tuple[dict, ...] = field(repr=False, default=())
+    # Names matched as sets of words in any order ("EMG HEMIDIAPHRAGM" holds {emg, hemidiaphragm}).
+    word_sets: tuple[frozenset[str], ...] = ()
 
     @cached_property
     def first_words(self) -> frozenset[str]:
-        return frozenset(concept_words(n)[0] for n in self.names if concept_words(n))
+        firsts = {concept_words(n)[0] for n in self.names if concept_words(n)}
+        return frozenset(firsts | {min(ws) for ws in self.word_sets if ws})
 
     def has_code(self, system: object, code: object) -> bool:
         system, code = one(system), one(code)
@@ -121,8 +124,15 @@ class ValueSet:
 
     def name_matches(self, text: object) -> bool:
         text = one(text)
+        if not text:
+            return False
         pattern = _pattern_for(self.name)
-        return bool(pattern and text and pattern.search(_norm_text(text)))
+        if pattern and pattern.search(_norm_text(text)):
+            return True
+        if self.word_sets:
+            words = set(concept_words(text))
+            return any(ws <= words for ws in self.word_sets)
+        return False
 
     def matching_coding(self, concept: dict | None) -> dict | None:
         """The coding that places ``concept`` in this set (by code, else by name), or None."""
@@ -132,7 +142,7 @@ class ValueSet:
         for coding in found:
             if self.has_code(coding.get("system"), coding.get("code")):
                 return coding
-        if not self.names:
+        if not self.names and not self.word_sets:
             return None
         any_known = False
         for coding in found:
@@ -190,6 +200,7 @@ def _all_valuesets() -> dict[str, ValueSet]:
             prefixes=frozenset(prefixes),
             names=tuple(data.get("names", [])),
             codings=tuple(data.get("codes", [])),
+            word_sets=tuple(frozenset(w.lower() for w in ws) for ws in data.get("word_sets", [])),
         )
         if vs.name in out:
             raise ValueError(f"duplicate value set {vs.name!r} in {entry.name}")
@@ -229,7 +240,14 @@ def _medications() -> dict:
             strength_mg=p.get("strength_mg"),
             unit_form=p.get("unit_form"),
         )
-    names = {name: _name_pattern(ing.get("names", [name])) for name, ing in data["ingredients"].items()}
+    # An ingredient's names, plus the brand names the brand table maps to it ("Tegretol" is carbamazepine).
+    brand_names: dict[str, list[str]] = {}
+    for brand, entry in data.get("brands", {}).items():
+        if entry["ingredient"] not in data["ingredients"]:
+            raise ValueError(f"brand {brand!r} names an unknown ingredient {entry['ingredient']!r}")
+        brand_names.setdefault(entry["ingredient"], []).append(brand)
+    names = {name: _name_pattern([*ing.get("names", [name]), *brand_names.get(name, [])])
+             for name, ing in data["ingredients"].items()}
     classes = {k: frozenset(v) for k, v in data.get("classes", {}).items()}
     return {"data": data, "by_code": ingredients_by_code, "products": products, "names": names, "classes": classes}
 

@@ -305,15 +305,25 @@ def _sorted(cards: list[Card]) -> list[Card]:
 
 
 def _dedupe_orders(cards: list[Card]) -> list[Card]:
-    """An order suggested by several cards stays on the most urgent one; the others refer to it."""
-    from ..cards.orders import describe, order_key
+    """An order suggested by several cards stays on the most urgent one; the others refer to it.
 
+    An order that another card's order already includes (``orders.covers``: needle EMG with nerve
+    conduction studies includes the nerve conduction studies) is dropped the same way.
+    """
+    from ..cards.orders import covers, describe, order_key
+
+    created = [(card, a.resource) for card in cards for s in card.suggestions for a in s.actions
+               if a.type == "create" and a.resource]
     offered: dict[tuple, Card] = {}
     for card in _sorted(cards):
         kept = []
         for suggestion in card.suggestions:
             keys = [order_key(a.resource) for a in suggestion.actions if a.type == "create" and a.resource]
             owner = next((offered[k] for k in keys if k in offered), None)
+            resources = [a.resource for a in suggestion.actions if a.type == "create" and a.resource]
+            if owner is None and resources:
+                owner = next((other for other, res in created if other is not card
+                              and all(covers(res, mine) for mine in resources)), None)
             if owner is not None and owner is not card:
                 names = ", ".join(describe(a.resource) for a in suggestion.actions if a.resource)
                 card.detail += f"\n\nThe {names} order is offered on the card \u201c{owner.summary}\u201d."

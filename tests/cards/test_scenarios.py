@@ -83,10 +83,11 @@ def test_scenario(app, client, sc):
 
 
 def test_one_call_never_suggests_the_same_order_twice(app, client):
-    from cdshooks.cards.orders import order_key
+    from cdshooks.cards.orders import covers, order_key
 
     for sc in SCENARIOS:
         seen: set = set()
+        created: list[dict] = []
         for card in answer(app, client, sc):
             for s in card.get("suggestions", []):
                 for a in s.get("actions", []):
@@ -94,3 +95,8 @@ def test_one_call_never_suggests_the_same_order_twice(app, client):
                         key = order_key(a["resource"])
                         assert key not in seen, f"{sc.name}: {key} suggested twice"
                         seen.add(key)
+                        created.append(a["resource"])
+        for one in created:
+            for other in created:
+                assert not covers(one, other), f"{sc.name}: {order_key(other)} is inside {order_key(one)}"
+

@@ -244,11 +244,34 @@ def test_penicillin_v_potassium_names_no_ingredient_and_is_no_potassium_lab():
     assert not t.valueset("potassium_lab").matches(penicillin)
 
 
-def test_lasix_is_furosemide_only_through_the_product_table():
+def test_lasix_is_furosemide_through_the_product_and_brand_tables():
     assert t.ingredients(concept(RXNORM, "315971", "Lasix 40mg")) == {"furosemide"}
-    assert t.ingredients(concept(RXNORM, "99999999", "Lasix 40mg")) == frozenset()  # brand names are not names
-    assert t.ingredients(concept(text="Lasix 40mg")) == frozenset()
+    assert t.ingredients(concept(RXNORM, "99999999", "Lasix 40mg")) == {"furosemide"}  # the brand table
+    assert t.ingredients(concept(text="Lasix 40mg")) == {"furosemide"}
     assert "furosemide" in t.drug_class("diuretic")
+
+
+MULTUM = "https://fhir.cerner.com/ec2458f2-1e24-41c8-b71b-0e701af7583d/codeSet/72"
+
+
+@pytest.mark.parametrize("brand,ingredient", [
+    ("Nizoral 200 mg tablet", "ketoconazole"), ("Biaxin 500 mg", "clarithromycin"),
+    ("TEGRETOL 200 MG TAB", "carbamazepine"), ("Dilantin 100 mg capsule", "phenytoin"),
+    ("Lioresal 10 mg", "baclofen"), ("Camptosar 100 mg/5 mL", "irinotecan"), ("Rifadin 300 mg cap", "rifampin"),
+])
+def test_brand_names_map_to_their_ingredient_in_displays_and_texts(brand, ingredient):
+    assert t.ingredients(concept(MULTUM, "d00123", brand)) == {ingredient}  # a local / Multum code, brand display
+    assert t.ingredients(concept(text=brand)) == {ingredient}
+    assert t.ingredients(concept(text=brand.lower().replace(" ", "-"))) == {ingredient}
+
+
+def test_brands_are_data_with_provenance_and_a_known_ingredient():
+    meds = _meds()
+    assert {"Nizoral", "Biaxin", "Tegretol", "Dilantin", "Lioresal", "Camptosar", "Rifadin"} <= set(meds["brands"])
+    for brand, entry in meds["brands"].items():
+        assert entry["ingredient"] in meds["ingredients"], brand
+        assert entry["verification"] in VERIFICATIONS and len(entry["source"]) > 20, brand
+    assert t.ingredients(concept(text="Tegretolx")) == frozenset()  # whole words only
 
 
 def test_ingredient_codes_and_names_resolve():
@@ -296,3 +319,29 @@ def test_record_finds_conditions_by_icd_prefix_and_by_display_name():
     assert [r["id"] for r in record.coded("Condition", t.valueset("hamstring_injury"))] == ["ham"]
     assert [r["id"] for r in record.coded("Condition", t.valueset("fasciculation"))] == ["twitch"]
     assert [r["id"] for r in record.coded("Condition", t.valueset("cirrhosis"))] == ["cirr"]
+
+
+def test_order_names_match_as_word_sets_in_any_order():
+    phrenic = t.valueset("phrenic_test")
+    assert phrenic.matches(concept("urn:oid:1.2.3", "EMG0457", "EMG HEMIDIAPHRAGM"))
+    assert phrenic.name_matches("Nerve conduction study, phrenic, bilateral")
+    assert phrenic.name_matches("Diaphragm EMG, left")
+    assert not phrenic.name_matches("EMG left arm") and not phrenic.name_matches("Nerve conduction study, median")
+    rec = Record("p1", [{"resourceType": "Procedure", "id": "p", "status": "completed",
+                         "subject": {"reference": "Patient/p1"}, "code": {"text": "EMG hemidiaphragm"}}],
+                 datetime(2026, 3, 1, tzinfo=timezone.utc))
+    assert len(rec.coded("Procedure", phrenic)) == 1
+
+
+def test_the_generic_referral_to_service_is_not_a_neurology_referral():
+    neuro = t.valueset("neurology_referral")
+    assert not neuro.matches(concept(SNOMED, "306206005", "Referral to service"))
+    assert not neuro.matches(concept(SNOMED, "306206005", "Referral to service", text="Referral to cardiology"))
+    assert neuro.matches(concept(SNOMED, "308474002", "Referral to neurologist"))
+
+
+def test_common_lab_codes_are_in_the_value_sets():
+    assert {"38230-9", "17863-2", "1994-3", "1995-0", "47596-2", "17864-0"} <= {c for _, c in t.valueset(
+        "calcium_ionized_lab").exact}
+    assert {"2593-2", "2601-3", "19123-9"} <= {c for _, c in t.valueset("magnesium_lab").exact}
+    assert {"61151-7", "61152-5", "1751-7"} <= {c for _, c in t.valueset("albumin_lab").exact}

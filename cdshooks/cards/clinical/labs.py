@@ -70,13 +70,14 @@ class LabSpec:
 
 
 LABS: dict[str, LabSpec] = {
-    "potassium": LabSpec("potassium", "potassium_lab", "mmol/L", {"mmol/l": 1.0, "meq/l": 1.0}, 3.5),
+    # potassium mg/dL (75940-7, mass in blood) -> mmol/L: x 10 / 39.098
+    "potassium": LabSpec("potassium", "potassium_lab", "mmol/L", {"mmol/l": 1.0, "meq/l": 1.0, "mg/dl": 0.2558}, 3.5),
     "magnesium": LabSpec("magnesium", "magnesium_lab", "mg/dL",
                          {"mg/dl": 1.0, "mmol/l": 2.431, "meq/l": 1.215}, 1.7),
-    "calcium": LabSpec("calcium", "calcium_total_lab", "mg/dL", {"mg/dl": 1.0, "mmol/l": 4.008}, 8.5),
+    "calcium": LabSpec("calcium", "calcium_total_lab", "mg/dL", {"mg/dl": 1.0, "mmol/l": 4.008, "meq/l": 2.004}, 8.5),
     # mg/dL -> mmol/L divides by 4.008 (Ca 40.08 g/mol): serum ionized calcium is reported in mg/dL by some labs
     "calcium_ionized": LabSpec("calcium_ionized", "calcium_ionized_lab", "mmol/L",
-                               {"mmol/l": 1.0, "mg/dl": 1 / 4.008}, 1.12),
+                               {"mmol/l": 1.0, "mg/dl": 1 / 4.008, "meq/l": 0.5}, 1.12),
     "albumin": LabSpec("albumin", "albumin_lab", "g/dL", {"g/dl": 1.0, "g/l": 0.1}, None),
 }
 
