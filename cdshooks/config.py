@@ -68,6 +68,7 @@ class Settings:
     call_budget: float = 2.0                   # seconds, a whole hook call including fetches
     fetch_page_cap: int = 5                    # next pages followed per prefetch key
     fetch_max_bytes: int = 8 * 1024 * 1024     # largest FHIR response accepted
+    fetch_per_server: int = 8                  # concurrent requests to one FHIR server, per worker process
     fhir_allow_http: bool = False              # plain http to listed non-loopback servers (compose demo only)
     cors_origins: tuple[str, ...] = ("*",)
     log_level: str = "INFO"
@@ -95,6 +96,7 @@ class Settings:
             "port": int, "fetch_timeout": float, "call_budget": float, "fetch_page_cap": int,
             "fetch_max_bytes": int, "max_body_bytes": int, "jwt_clock_skew": int, "jwt_max_lifetime": int,
             "trust_sandbox": _bool, "strict_rules": _bool, "rule_failure_card": _bool, "fhir_allow_http": _bool,
+            "fetch_per_server": int,
             "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list,
         }
         for f in fields(cls):
@@ -125,6 +127,8 @@ class Settings:
             raise ConfigError(f"CDSHOOKS_JWT_ALGORITHMS may not allow {', '.join(bad)}")
         if self.call_budget <= 0 or self.fetch_timeout <= 0:
             raise ConfigError("time budgets must be positive")
+        if self.fetch_per_server < 1:
+            raise ConfigError("CDSHOOKS_FETCH_PER_SERVER must be at least 1")
         return self
 
     def with_(self, **changes) -> "Settings":

@@ -1,39 +1,46 @@
 """FHIR client: the guarded outbound path to a caller's ``fhirServer``.
 
-Only base URLs listed in ``CDSHOOKS_FHIR_SERVERS`` are contacted; plain ``http`` only on
-loopback; redirects are not followed; responses are capped in size; the bearer token
-goes only to the ``fhirServer`` it came with (a ``next`` link elsewhere is refused).
-Searches for several prefetch keys run in parallel, each bounded by the fetch timeout
-and all by the call's deadline. Any failure is a ``FetchError``: *data not obtainable*,
-never *no data*.
+Where requests may go:
+
+* every URL (``fhirServer``, each search, each ``next`` link) is first put in RFC 3986 normal
+  form (``normalize_url``) and that form is both what is compared and what is requested;
+* a ``fhirServer`` with user information, a query or a fragment is refused
+  (``base_url_problem``); it must be at or below a base in ``CDSHOOKS_FHIR_SERVERS``; plain
+  ``http`` only on loopback;
+* every request, and so the bearer token, stays at or below the normalised ``fhirServer``
+  (``inside``); a ``next`` link anywhere else ends the search;
+* redirects are not followed, responses are capped in size.
+
+How long they may take: a request ends at the call's deadline or after the fetch timeout,
+whichever comes first, wherever it is (connecting, waiting for headers, reading a body that
+drips): a watchdog shuts its socket at that instant, and when a call gives up (one key failed,
+or the deadline passed) every other request of that call is shut at once. So no thread goes
+on reading for a call that has already answered. Each FHIR server (scheme, host, port) has its
+own small pool of fetch threads (``CDSHOOKS_FETCH_PER_SERVER``): a slow or hostile server can
+only queue work behind itself, never take the threads another server's calls need.
+
+Any failure is a ``FetchError``: *data not obtainable*, never *no data*.
 """
 
 from __future__ import annotations
 
+import heapq
+import http.client
 import ipaddress
+import itertools
 import json
+import re
+import socket
+import ssl
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
-
-import requests
 
 from .. import logs
 
-__all__ = ["FhirClient", "FetchError", "allowed_server", "normalize_base"]
-
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir-fetch")
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxies or netrc credentials picked up from the environment
-        _local.session = session
-    return session
+__all__ = ["FhirClient", "FetchError", "UnsafeUrl", "allowed_server", "base_url_problem", "inside", "normalize_base",
+           "normalize_url"]
 
 
 class FetchError(Exception):
@@ -43,16 +50,114 @@ class FetchError(Exception):
         self.keys = keys or []
 
 
-def normalize_base(url: str) -> str:
-    parts = urlsplit(url.strip())
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class UnsafeUrl(ValueError):
+    """A URL the service will not send a request (or a token) to; the message says why."""
+
+
+def _unreserved(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4."""
+    out: list[str] = []
+    while path:
+        if path.startswith("../"):
+            path = path[3:]
+        elif path.startswith("./"):
+            path = path[2:]
+        elif path.startswith("/./"):
+            path = path[2:]
+        elif path == "/.":
+            path = "/"
+        elif path.startswith("/../"):
+            path = path[3:]
+            if out:
+                out.pop()
+        elif path == "/..":
+            path = "/"
+            if out:
+                out.pop()
+        elif path in (".", ".."):
+            path = ""
+        else:
+            cut = path.find("/", 1)
+            cut = len(path) if cut < 0 else cut
+            out.append(path[:cut])
+            path = path[cut:]
+    return "".join(out)
+
+
+def normalize_url(url: str) -> str:
+    """``url`` in RFC 3986 normal form (section 6.2.2 and 6.2.3): scheme and host in lower case,
+    no default port, percent-encoded unreserved characters (such as ``%2E``) decoded, other
+    percent-encodings in upper case, dot segments removed; the fragment is dropped.
+
+    This is the form that is compared with the allowlist and the form that is requested, so the
+    two cannot differ. Raises ``UnsafeUrl`` for what has no safe normal form: another scheme, no
+    host, user information, an encoded slash or backslash, a backslash, whitespace or a control
+    character, or a segment that servers may read as a dot segment (``..;x``).
+    """
+    if not isinstance(url, str) or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url) or "\\" in url:
+        raise UnsafeUrl("contains whitespace, a control character or a backslash")
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise UnsafeUrl("is not a valid URL") from None
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    default = {"http": 80, "https": 443}.get(scheme)
-    netloc = host if port in (None, default) else f"{host}:{port}"
-    if ":" in host and not host.startswith("["):
-        netloc = f"[{host}]" if port in (None, default) else f"[{host}]:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+    if scheme not in _DEFAULT_PORTS:
+        raise UnsafeUrl("must be an http or https URL")
+    if not host or "%" in parts.netloc:
+        raise UnsafeUrl("has no valid host")
+    if "@" in parts.netloc:
+        raise UnsafeUrl("may not carry user information")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    path = _PERCENT.sub(_unreserved, parts.path)
+    if "%2F" in path or "%5C" in path:
+        raise UnsafeUrl("has an encoded slash or backslash in its path")
+    path = _remove_dot_segments(path) or "/"
+    if any(segment.split(";", 1)[0] in (".", "..") for segment in path.split("/")):
+        raise UnsafeUrl("has a path segment that reads as a dot segment")
+    query = _PERCENT.sub(_unreserved, parts.query)
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a ``fhirServer`` base URL (a phrase), or None when it can."""
+    try:
+        normalize_url(url)
+    except UnsafeUrl as exc:
+        return str(exc)
+    parts = urlsplit(url)
+    if parts.query or url.endswith("?"):
+        return "may not have a query string"
+    if parts.fragment or "#" in url:
+        return "may not have a fragment"
+    return None
+
+
+def normalize_base(url: str) -> str:
+    """A ``fhirServer`` or allowlist base URL in normal form, without a trailing slash;
+    ``UnsafeUrl`` when it is no usable base (see ``base_url_problem``)."""
+    problem = base_url_problem(url)
+    if problem:
+        raise UnsafeUrl(problem)
+    return normalize_url(url).rstrip("/")
+
+
+def inside(url: str, base: str) -> bool:
+    """Whether the normal-form ``url`` is ``base`` or below it (whole path segments only)."""
+    path = url.split("?", 1)[0]
+    return path.rstrip("/") == base or path.startswith(base + "/")
 
 
 def _is_loopback(host: str) -> bool:
@@ -65,28 +170,141 @@ def _is_loopback(host: str) -> bool:
 
 
 def allowed_server(url: str, allowlist: tuple[str, ...], allow_http: bool = False) -> bool:
-    """Whether the service may call ``url``: listed, and https unless on loopback (or ``allow_http``)."""
+    """Whether the service may call ``url``: in normal form at or below a listed base, and https
+    unless on loopback (or ``allow_http``)."""
     try:
-        parts = urlsplit(url)
         base = normalize_base(url)
-    except ValueError:
+    except UnsafeUrl:
         return False
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return False
-    if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):
+    parts = urlsplit(base)
+    if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname or "")):
         return False
     for entry in allowlist:
-        allowed = normalize_base(entry)
-        if base == allowed or base.startswith(allowed + "/"):
+        try:
+            allowed = normalize_base(entry)
+        except UnsafeUrl:
+            continue
+        if inside(base, allowed):
             return True
     return False
+
+
+class _Watchdog:
+    """One daemon thread that shuts sockets down at their deadlines (a blocked read then returns)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, at: float) -> int:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fhir-watchdog", daemon=True)
+                self._thread.start()
+            ticket = next(self._seq)
+            heapq.heappush(self._heap, (at, ticket, sock))
+            self._live.add(ticket)
+            self._cond.notify()
+            return ticket
+
+    def cancel(self, ticket: int) -> None:
+        with self._cond:
+            self._live.discard(ticket)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                at, ticket, sock = self._heap[0]
+                delay = at - time.monotonic()
+                if delay > 0 and ticket in self._live:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                if ticket not in self._live:
+                    continue
+                self._live.discard(ticket)
+                # under the lock: once cancel() has returned, the socket may be closed and its
+                # descriptor reused, and this must not touch it
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _CallFetches:
+    """The sockets one hook call has open. ``close()`` shuts them all and refuses new ones."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._socks: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.closed:
+                raise FetchError("timed out")
+            self._socks.add(sock)
+
+    def discard(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.discard(sock)
+
+    def close(self) -> None:
+        with self._lock:  # held while shutting: a socket discarded after this may be closed at once
+            self.closed = True
+            for sock in self._socks:
+                _shut(sock)
+            self._socks.clear()
+
+
+_executors: dict[tuple[str, int], ThreadPoolExecutor] = {}
+_executors_lock = threading.Lock()
+
+
+def _executor(origin: str, size: int) -> ThreadPoolExecutor:
+    """The fetch threads of one FHIR server (threads start on demand, up to ``size``)."""
+    with _executors_lock:
+        pool = _executors.get((origin, size))
+        if pool is None:
+            pool = _executors[(origin, size)] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fhir-fetch")
+        return pool
+
+
+_tls: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    global _tls
+    if _tls is None:
+        try:
+            import certifi
+
+            _tls = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:  # pragma: no cover - certifi comes with requests
+            _tls = ssl.create_default_context()
+    return _tls
 
 
 class FhirClient:
     """Reads from one ``fhirServer`` on behalf of one hook call."""
 
     def __init__(self, base_url: str, settings, access_token: str | None = None):
-        self.base = base_url.rstrip("/")
+        self.base = normalize_base(base_url)  # UnsafeUrl for a base that is not usable
+        parts = urlsplit(self.base)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
         self.settings = settings
         self._headers = {"Accept": "application/fhir+json, application/json"}
         if access_token:
@@ -106,33 +324,53 @@ class FhirClient:
         return cls(server, settings, token if isinstance(token, str) else None)
 
     # -- one request ----------------------------------------------------------------
-    def _get(self, url: str, deadline: float) -> dict:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise FetchError("time budget exhausted")
-        timeout = min(self.settings.fetch_timeout, remaining)
+    def _target(self, url: str) -> str:
+        """``url`` in normal form, when it is at or below the base; else ``FetchError``."""
         try:
-            resp = _session().get(url, headers=self._headers, timeout=timeout, allow_redirects=False, stream=True)
-        except requests.Timeout:
+            target = normalize_url(url)
+        except UnsafeUrl:
+            raise FetchError("unsafe URL") from None
+        if not inside(target, self.base):
+            raise FetchError("URL outside fhirServer")
+        return target
+
+    def _get(self, url: str, call: _CallFetches) -> dict:
+        target = self._target(url)
+        until = min(call.deadline, time.monotonic() + self.settings.fetch_timeout)
+        remaining = until - time.monotonic()
+        if remaining <= 0 or call.closed:
+            raise FetchError("timed out")
+        parts = urlsplit(target)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            raw = socket.create_connection((host, port), timeout=remaining)
+        except TimeoutError:
             raise FetchError("timed out") from None
-        except requests.RequestException:
+        except OSError:
             raise FetchError("connection failed") from None
+        ticket = _WATCHDOG.watch(raw, until)
+        sock: socket.socket = raw
         try:
-            if resp.status_code != 200:
-                raise FetchError(f"HTTP {resp.status_code}")
-            cap = self.settings.fetch_max_bytes
-            chunks, size = [], 0
-            for chunk in resp.iter_content(65536):
-                size += len(chunk)
-                if size > cap:
-                    raise FetchError("response too large")
-                if time.monotonic() > deadline:
-                    raise FetchError("timed out")
-                chunks.append(chunk)
-        except requests.RequestException:
+            call.add(raw)
+            if parts.scheme == "https":
+                sock = _tls_context().wrap_socket(raw, server_hostname=host)
+            chunks = self._exchange(sock, host, port, parts.netloc, target[len(self.origin):], until)
+        except TimeoutError:
+            raise FetchError("timed out") from None
+        except (OSError, http.client.HTTPException, FetchError) as exc:
+            if time.monotonic() >= until or call.closed:
+                raise FetchError("timed out") from None  # cut by the watchdog or by the call giving up
+            if isinstance(exc, FetchError):
+                raise
             raise FetchError("connection failed") from None
         finally:
-            resp.close()
+            _WATCHDOG.cancel(ticket)
+            call.discard(raw)
+            _shut(raw)  # the server sees the end now, whatever still refers to the socket
+            sock.close()
+        if time.monotonic() >= until or call.closed:
+            raise FetchError("timed out")  # the watchdog may have cut the body short
         try:
             body = json.loads(b"".join(chunks))
         except ValueError:
@@ -143,14 +381,53 @@ class FhirClient:
             raise FetchError("server answered with an OperationOutcome")
         return body
 
-    def _search(self, relative: str, deadline: float) -> dict:
+    def _exchange(self, sock: socket.socket, host: str, port: int, netloc: str, path: str,
+                  until: float) -> list[bytes]:
+        """Send the GET, read the answer in small reads, checking the time between them."""
+        conn = http.client.HTTPConnection(host, port, timeout=max(0.001, until - time.monotonic()))
+        conn.sock = sock
+        conn.putrequest("GET", path or "/", skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", netloc)
+        for name, value in self._headers.items():
+            conn.putheader(name, value)
+        conn.putheader("Connection", "close")
+        conn.endheaders()
+        resp = conn.getresponse()  # the socket itself is closed by _get, after the watchdog let go of it
+        try:
+            return self._body(resp, sock, until)
+        finally:
+            resp.close()
+
+    def _body(self, resp: http.client.HTTPResponse, sock: socket.socket, until: float) -> list[bytes]:
+        if resp.status != 200:
+            raise FetchError(f"HTTP {resp.status}")
+        cap = self.settings.fetch_max_bytes
+        if resp.length is not None and resp.length > cap:
+            raise FetchError("response too large")
+        chunks, size = [], 0
+        while True:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise FetchError("timed out")
+            sock.settimeout(left)
+            chunk = resp.read1(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > cap:
+                raise FetchError("response too large")
+            chunks.append(chunk)
+        if resp.length:
+            raise FetchError("connection failed")  # the body ended before its Content-Length
+        return chunks
+
+    def _search(self, relative: str, call: _CallFetches) -> dict:
         """One search, following ``next`` links up to the page cap, as one searchset Bundle.
 
-    A first page that fails fails the search; a later page that fails, or a ``next`` link
-    outside ``fhirServer``, ends it with the results so far, marked ``_truncated`` (the
-    key is then incomplete, never "no data")."""
-        url = f"{self.base}/{relative.lstrip('/')}"
-        first = self._get(url, deadline)
+        A first page that fails fails the search; a later page that fails, or a ``next`` link
+        outside ``fhirServer`` (in normal form), ends it with the results so far, marked
+        ``_truncated`` (the key is then incomplete, never "no data")."""
+        first = self._get(f"{self.base}/{relative.lstrip('/')}", call)
         if first.get("resourceType") != "Bundle":
             return first  # a read
         first_entries = first.get("entry")
@@ -158,11 +435,13 @@ class FhirClient:
         pages = 1
         next_url = _next_link(first)
         while next_url and pages < self.settings.fetch_page_cap:
-            if not (normalize_base(next_url) + "/").startswith(normalize_base(self.base) + "/"):
+            try:
+                self._target(next_url)
+            except FetchError:
                 logs.event("fhir.page_refused", reason="next link points outside fhirServer")
                 break  # not followed: the results so far are kept, marked incomplete
             try:
-                page = self._get(next_url, deadline)
+                page = self._get(next_url, call)
             except FetchError as exc:
                 logs.event("fhir.page_failed", reason=exc.reason)
                 break  # a later page failed: the results so far are kept, marked incomplete
@@ -175,13 +454,23 @@ class FhirClient:
             bundle["_truncated"] = True
         return bundle
 
+    def _task(self, relative: str, call: _CallFetches) -> dict:
+        if call.closed or time.monotonic() >= call.deadline:
+            raise FetchError("timed out")  # waited in this server's queue past the call's deadline
+        return self._search(relative, call)
+
     # -- several keys ---------------------------------------------------------------
     def search_many(self, queries: dict[str, str], deadline: float | None = None) -> dict[str, dict]:
         """Run each key's search in parallel; all must succeed before ``deadline``."""
         deadline = deadline if deadline is not None else time.monotonic() + self.settings.call_budget
-        futures = {key: _POOL.submit(self._search, q, deadline) for key, q in queries.items()}
-        done, pending = wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()),
-                             return_when=FIRST_EXCEPTION)
+        call = _CallFetches(deadline)
+        pool = _executor(self.origin, self.settings.fetch_per_server)
+        futures: dict[str, Future] = {key: pool.submit(self._task, q, call) for key, q in queries.items()}
+        try:
+            done, pending = wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()),
+                                 return_when=FIRST_EXCEPTION)
+        finally:
+            call.close()  # whatever is still reading for this call stops now
         results: dict[str, dict] = {}
         failed: list[str] = []
         reason = "timed out"
@@ -194,7 +483,8 @@ class FhirClient:
                 results[key] = fut.result()
             except FetchError as exc:
                 failed.append(key)
-                reason = exc.reason
+                if exc.reason != "timed out" or reason == "timed out":
+                    reason = exc.reason
         if failed:
             logs.event("fhir.fetch_failed", keys=sorted(failed), reason=reason)
             raise FetchError(reason, sorted(failed))

@@ -25,7 +25,7 @@ from .. import logs
 from ..cards.card import INDICATORS, TOPIC_SYSTEM, Card
 from ..cards.registry import HOOKS, Call, Rule, rules_for
 from ..config import Settings
-from ..fhir.client import FhirClient
+from ..fhir.client import FhirClient, base_url_problem
 from ..fhir.record import Record, flatten
 from ..store import IssuedCard, Store
 from . import prefetch
@@ -146,6 +146,10 @@ class Engine:
         if body["hook"] != service.hook:
             raise InvalidRequest(f"hook must be {service.hook!r} for service {service.id!r}", expression=["hook"])
         validate(body["context"], f"context-{service.hook}", prefix="context")
+        server = body.get("fhirServer")
+        problem = base_url_problem(server) if isinstance(server, str) else None
+        if problem:
+            raise InvalidRequest(f"fhirServer {problem}", expression=["fhirServer"])
         return body
 
     def answer(self, service_id: str, body: object, now: datetime | None = None,
