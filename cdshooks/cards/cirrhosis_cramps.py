@@ -56,6 +56,11 @@ Choices where the catalogue and guidelines are silent
     magnesium make the card a warning (the two the guideline names for cirrhosis; a low
     calcium is ``electrolyte-abnormal``'s). Alternatives are named, not ordered. A
     baclofen or albumin that the patient already takes counts as that advice addressed.
+
+Unknown is not absent
+    "No potassium result" / "No magnesium result" (and the order that goes with it) only when the
+    Observations and DiagnosticReports arrived whole; a recent result whose value could not be read
+    is stated as such with its date, never as no result, and is not judged low.
 """
 
 from __future__ import annotations

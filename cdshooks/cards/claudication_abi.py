@@ -38,13 +38,18 @@ Choices where RULES.md is silent:
   silent, ``hamstring-twitch-care`` may speak for thigh twitching again.)
 * Neurogenic claudication (spinal stenosis) is not vascular claudication and does not
   count: the value set has no bare "claudication" name.
+
+Unknown is not absent
+When the orders, procedures or reports did not arrive whole (or one of them cannot be read), the
+card still fires but does not say "No ankle-brachial index on file": it says that this could not be
+checked (``clinical.absence``). The vascular screen is cheap and the clinician sees the chart.
 """
 
 from __future__ import annotations
 
 from ._leg import cite, finding_fact, leg_findings, located_fact
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import already_done, findings
+from .clinical import ORDER_TYPES, absence, already_done, findings
 from .orders import describe, service_request
 from .registry import Call, Source, rule
 
@@ -80,7 +85,8 @@ def evaluate(call: Call) -> Card | None:
         return None
 
     why = [located_fact(f, record) for f in leg] + [finding_fact(f) for f in vascular]
-    why.append(f"No ankle-brachial index on file in the last {call.settings.study_window_days} days")
+    why.append(absence(call.record, ORDER_TYPES, "No ankle-brachial index on file in the last "
+                       f"{call.settings.study_window_days} days", "an ankle-brachial index is already on file"))
     guideline = [
         "Pain at rest or with walking that improves with rest may be vascular claudication from peripheral artery "
         "disease affecting the popliteal or tibial arteries: a red flag requiring evaluation "

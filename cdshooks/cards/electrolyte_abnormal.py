@@ -35,6 +35,11 @@ Choices where the catalogue and guidelines are silent
     The card gives no repletion dose (neither guideline does). Ionized calcium is
     rechecked with the basic metabolic panel (the panel 003 asks for). When several
     stale low values need the same order, the repeat must postdate the newest of them.
+
+Unknown is not absent
+    A result whose value could not be read, or that cannot be told low or normal (a "<5"
+    potassium), is never low: the card stays silent about it (``electrolyte-check`` states it).
+    "<1.5 mg/dL" magnesium is low (its bound is below the limit).
 """
 
 from __future__ import annotations

@@ -62,6 +62,11 @@ Choices where the catalogue and guideline are silent
       diagnosis, not the study, is what is current.
     * Persistence is measured from the earliest present fasciculation; an undated
       fasciculation is not persistent (its other symptoms can still fire the card).
+
+Unknown is not absent
+    When the orders, procedures or reports did not arrive whole (or one of them cannot be read), the
+    card still fires but does not say "No EMG or nerve conduction study on file": it says that this
+    could not be checked (``clinical.absence``), so the clinician looks before ordering.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ from ..fhir.terminology import SNOMED, valueset
 from ._neuro import day, finding_fact, findings_fact, offer, when_on_file
 from ._twitch import body_twitching
 from .card import Card, render_detail
-from .clinical import Finding, already_done, findings, onset
+from .clinical import ORDER_TYPES, Finding, absence, already_done, findings, onset
 from .clinical.elements import codings_of, first_time, items, one, readable, words_of
 from .orders import service_request
 from .registry import Call, Source, rule
@@ -154,7 +159,9 @@ def evaluate(call: Call) -> Card | None:
                    f"{call.settings.persistent_days} days)")
     if symptoms:
         why.append("With other symptoms: " + "; ".join(finding_fact(f) for f in symptoms))
-    why.append(f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days")
+    why.append(absence(call.record, ORDER_TYPES,
+                       f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days",
+                       "an EMG or nerve conduction study is already on file"))
     guideline = [
         f"Clinical examination alone cannot reliably distinguish benign from pathologic fasciculations: do not skip "
         f"EMG in uncertain cases ({_CITE} — Critical Pitfalls).",

@@ -60,6 +60,12 @@ Choices where RULES.md is silent, or where the guideline text wins over it:
   thigh pain codes do not say front or back, and the benign causes are the same.
 * Thigh pain or a hamstring injury does not silence the card (RULES.md names them as
   ways to place the twitching); ``thigh-mri`` fires beside it.
+
+Unknown is not absent
+An electrolyte without a recent result is named ("No magnesium result in the last 90 days") only
+when the Observations and DiagnosticReports arrived whole; a recent result whose value could not
+be read is stated as such with its date. When the results did not arrive whole the missing lab is
+not named and not ordered.
 """
 
 from __future__ import annotations

@@ -41,13 +41,19 @@ Choices where the catalogue and guideline are silent
       neurologist may schedule the study.
     * A done or ordered nerve conduction study counts as the EMG work-up being on file
       (``emg_ncs`` covers both).
+
+Unknown is not absent
+    The card still fires when the record did not arrive whole: a missed red flag costs more than
+    a referral already made. It then does not say "No motor neuron disease diagnosis on the record" or
+    "No neurology referral on file"; it says that this could not be checked (``clinical.absence``), and
+    still suggests the referral and the EMG, since an order already on file could not be seen.
 """
 
 from __future__ import annotations
 
 from ._neuro import findings_fact, offer, on_file_fact, order_label
 from .card import Card, Suggestion, render_detail
-from .clinical import Finding, already_done, findings, is_order_for
+from .clinical import FINDING_TYPES, ORDER_TYPES, Finding, absence, already_done, findings, is_order_for
 from .orders import service_request
 from .registry import Call, Source, rule
 
@@ -83,7 +89,8 @@ def _patient_view(call: Call, twitch: list[Finding], weak: list[Finding]) -> Car
         return None
     reasons = twitch + weak
     why = [f"Fasciculation: {findings_fact(twitch)}", f"Weakness or atrophy: {findings_fact(weak)}",
-           "No motor neuron disease diagnosis on the record"]
+           absence(call.record, FINDING_TYPES, "No motor neuron disease diagnosis on the record",
+                   "a motor neuron disease diagnosis is on the record")]
     suggestions = []
     if referral is None:
         suggestions.append(_referral(call, reasons))
@@ -111,8 +118,9 @@ def _order_hook(call: Call, twitch: list[Finding], weak: list[Finding]) -> Card 
         return None
     why = [f"Ordering: {', '.join(order_label(o) for o in studies)}",
            f"Fasciculation: {findings_fact(twitch)}", f"Weakness or atrophy: {findings_fact(weak)}",
-           f"No neurology referral on file in the last {call.settings.referral_window_days} days or among the "
-           f"draft orders"]
+           absence(call.record, ORDER_TYPES, f"No neurology referral on file in the last "
+                   f"{call.settings.referral_window_days} days or among the draft orders",
+                   "a neurology referral is already on file")]
     return Card(summary="Do not let the EMG delay the urgent neurology referral: fasciculations with weakness",
                 indicator="critical", detail=render_detail(why, _GUIDELINE),
                 suggestions=[_referral(call, twitch + weak)])

@@ -44,13 +44,18 @@ Choices where the catalogue and guideline are silent, and one disagreement
       advice: the value sets cannot tell a combined EMG/NCS from an EMG alone, and the
       EMG laboratory performs the nerve stimulation studies with it.
     * The LGI1 window is the study window (365 days), as for the other tests.
+
+Unknown is not absent
+    "No LGI1 antibody result on file" and "No neuromyotonia diagnosis yet" are said only when the
+    data they speak of arrived whole and readable; otherwise the card says that this could not be
+    checked (``clinical.absence``). A recent LGI1 result that exists is never described as absent.
 """
 
 from __future__ import annotations
 
 from ._neuro import day, findings_fact, offer, on_file_fact
 from .card import Card, render_detail
-from .clinical import already_done, findings, lgi1_results, within
+from .clinical import FINDING_TYPES, ORDER_TYPES, absence, already_done, findings, lgi1_results, within
 from .orders import service_request
 from .registry import Call, Source, rule
 
@@ -90,7 +95,8 @@ def evaluate(call: Call) -> Card | None:
         why.append(f"Last LGI1 antibody result {results[0].shown()} on {day(results[0].effective)}, older than "
                    f"{s.study_window_days} days")
     else:
-        why.append("No LGI1 antibody result on file")
+        why.append(absence(call.record, ("Observation",) + ORDER_TYPES, "No LGI1 antibody result on file",
+                           "an LGI1 antibody result is on file"))
     if studies is None:
         suggestions.append(offer(service_request(
             call.patient_id, "nerve_conduction", text="Nerve conduction studies with nerve stimulation for "
@@ -98,7 +104,8 @@ def evaluate(call: Call) -> Card | None:
     else:
         why.append(f"EMG / nerve conduction already on file: {on_file_fact(studies)}")
     if not lgi1_indicated:
-        why.append("No neuromyotonia diagnosis yet: LGI1 antibody testing follows if the EMG confirms neuromyotonia")
+        why.append(absence(call.record, FINDING_TYPES, "No neuromyotonia diagnosis yet: LGI1 antibody testing "
+                           "follows if the EMG confirms neuromyotonia", "a neuromyotonia diagnosis is on the record"))
     elif lgi1_order is None:
         suggestions.append(offer(service_request(
             call.patient_id, "lgi1_test", text="LGI1 antibody (IgG), serum", category="laboratory",

@@ -45,13 +45,18 @@ Choices where RULES.md is silent:
 * When an EMG / nerve conduction study is already on file inside the window the card
   stays silent: its advice (neurological exam and electrodiagnosis) is the work-up that
   study belongs to, and the result is on file for the clinician.
+
+Unknown is not absent
+When the orders, procedures or reports did not arrive whole (or one of them cannot be read), the
+card still fires but does not say "No EMG or nerve conduction study on file": it says that this
+could not be checked (``clinical.absence``).
 """
 
 from __future__ import annotations
 
 from ._leg import cite, finding_fact, leg_findings, located_fact
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import already_done, findings, in_lower_limb
+from .clinical import ORDER_TYPES, absence, already_done, findings, in_lower_limb
 from .orders import describe, service_request
 from .registry import Call, Source, rule
 
@@ -90,7 +95,9 @@ def evaluate(call: Call) -> Card | None:
 
     why = [located_fact(f, record) for f in twitch]
     why += [finding_fact(f) for f in radicular] + [located_fact(f, record) for f in sensory]
-    why.append(f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days")
+    why.append(absence(call.record, ORDER_TYPES,
+                       f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days",
+                       "an EMG or nerve conduction study is already on file"))
     guideline = [
         "Sensory changes (numbness, tingling, burning) radiating down the leg suggest lumbar radiculopathy from nerve "
         "root compression: a red flag requiring evaluation " + cite("Red Flags Requiring Immediate Evaluation"),

@@ -33,13 +33,18 @@ Choices where RULES.md is silent:
   twitching with weakness is ``mnd-red-flag``'s (critical) card, whose urgent neurology
   referral comes first. This rule follows the catalogue (pain or injury only).
 * An MRI of the lower extremity counts as a thigh MRI already done.
+
+Unknown is not absent
+When the orders, procedures or reports did not arrive whole (or one of them cannot be read), the
+card still fires but does not say "No MRI of the thigh on file": it says that this could not be
+checked (``clinical.absence``).
 """
 
 from __future__ import annotations
 
 from ._leg import cite, finding_fact, located_fact, placing_diagnoses, thigh_findings
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import already_done
+from .clinical import ORDER_TYPES, absence, already_done
 from .orders import describe, service_request
 from .registry import Call, Source, rule
 
@@ -71,7 +76,8 @@ def evaluate(call: Call) -> Card | None:
         return None
 
     why = [located_fact(f, record) for f in twitch] + [finding_fact(f) for f in structural]
-    why.append(f"No MRI of the thigh on file in the last {call.settings.study_window_days} days")
+    why.append(absence(call.record, ORDER_TYPES, "No MRI of the thigh on file in the last "
+                       f"{call.settings.study_window_days} days", "an MRI of the thigh is already on file"))
     guideline = [
         "The biceps femoris has an extensive intramuscular tendon; its involvement can produce twitching-like "
         "symptoms, especially after recent strain or injury. If twitching is accompanied by pain or followed a "

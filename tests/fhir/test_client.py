@@ -3,6 +3,7 @@ turning into 'data not obtainable' (412), promptly, with the bearer token going 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -58,6 +59,18 @@ def test_next_pages_are_followed_up_to_the_cap(server, tmp_path, log):
     log.clear()
     capped = client_for(f"{base}/paged/fhir", make_settings(tmp_path, fetch_page_cap=1)).search_many({"k": QUERY})["k"]
     assert len(capped["entry"]) == 2 and len(log.seen("paged")) == 1
+    assert capped.get("_truncated") is True and "_truncated" not in paged  # cut at the cap: incomplete, not whole
+
+
+def test_a_search_cut_at_the_page_cap_is_incomplete_in_the_hook(server, tmp_path, caplog):
+    base, _ = server
+    app = create_app(make_settings(tmp_path, fetch_page_cap=1, fhir_servers=(base,)))
+    body = hook_request("patient-view", patient_id="hamstring-twitch-care-text-site", fhirServer=f"{base}/paged/fhir")
+    with caplog.at_level(logging.INFO, logger="cdshooks"):
+        resp = CheckedClient(app).hook("fasciculation-patient-view", body)
+    assert resp.status_code == 200
+    answered = next(r for r in caplog.records if r.getMessage() == "hook.answered")
+    assert "observations" in answered.fields["incomplete_keys"]  # four observations, pages of two, one page
 
 
 @pytest.mark.parametrize("variant, reason", [

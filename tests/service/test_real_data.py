@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from cdshooks.fhir.bundles import resolve_dates
 from cdshooks.service.engine import SERVICE_IDS
 from cdshooks.service.hook_request import build_request
+from cdshooks.service.prefetch import resource_types
 from cdshooks.tryit.fixtures import FIXTURES_DIR
 
 from ..conftest import SHARED
@@ -192,4 +194,80 @@ def test_null_and_an_empty_searchset_mean_no_data(app):
 
 # -- EHR-shaped resources ----------------------------------------------------------------------
 
-EHR_SHAPES = Path(__file__).resolve().parent.parent / "data" / "ehr_shapes.json"
+EHR_SHAPES = Path(__file__).resolve().parent.parent / "data" / "ehr"
+
+
+def ehr_request(app, name: str, hook: str = "patient-view", whole_sections: bool = True) -> dict:
+    """The request for one EHR-shaped patient. ``whole_sections``: every prefetch key holds every resource of its
+    type, as an EHR that ignores the code filter sends it (local-only codes and panels are then present)."""
+    bundle = json.loads((EHR_SHAPES / f"{name}-shaped.json").read_text("utf-8"))
+    templates = engine(app).services[SERVICE_IDS[hook]].prefetch
+    body = build_request(bundle, hook, templates, patient_id=f"{name}-shaped", now=NOW)
+    if whole_sections:
+        resolved = resolve_dates([e["resource"] for e in bundle["entry"]], NOW)
+        for key, template in templates.items():
+            types = resource_types(template)
+            found = [r for r in resolved if r["resourceType"] in types]
+            body["prefetch"][key] = {"resourceType": "Bundle", "type": "searchset", "total": len(found),
+                                     "entry": [{"resource": r} for r in found]} if key == key.split("-")[0] else None
+    return body
+
+
+def test_epic_shaped_record_local_codes_display_only_codings_and_string_values(app):
+    cards = answer(app, ehr_request(app, "epic"))
+    # the weakness is coded only locally, with a display-only coding "Leg weakness": found by name
+    assert cards["mnd-red-flag"]["indicator"] == "critical"
+    assert "Leg weakness" in cards["mnd-red-flag"]["detail"]
+    # "<1.5" magnesium flagged L is low; a potassium judged against a range given as text is normal
+    detail = cards["electrolyte-abnormal"]["detail"]
+    assert "Magnesium <1.5" in detail and "Potassium" not in detail
+    assert "electrolyte-check" not in cards  # potassium, magnesium and calcium (valueString "9.4 mg/dL") are there
+
+
+def test_epic_shaped_brand_display_medication_with_a_tid_timing_code(app):
+    body = ehr_request(app, "epic")
+    record_json = body["prefetch"]["medicationRequests"]["entry"]
+    assert any(e["resource"]["resourceType"] == "Medication" for e in record_json)
+    from cdshooks.cards.clinical import active_medications
+    from cdshooks.fhir.record import Record
+    record = Record.from_prefetch("epic-shaped", body["prefetch"].values(), NOW)
+    (use,) = active_medications(record)
+    assert use.has("baclofen") and use.daily_mg == 30.0  # 1 tablet of 10 mg, TID
+
+
+def test_oracle_shaped_panels_contained_results_and_comparator_strings(app):
+    cards = answer(app, ehr_request(app, "oracle"))
+    detail = cards["electrolyte-abnormal"]["detail"]
+    assert "Potassium 3 mmol/L" in detail and "below the reference range 3.5-5.1 mmol/L" in detail
+    assert "Calcium" not in detail and "Magnesium" not in detail   # "> 10 mg/dL" and ">= 2.0 mg/dL" are not low
+    assert "electrolyte-check" not in cards  # the panel members count as results
+    suggested = cards["electrolyte-abnormal"].get("suggestions", [])
+    reasons = [r for s in suggested for a in s["actions"] for r in a["resource"].get("reasonReference", [])]
+    assert all(not r["reference"].startswith("Observation/k") for r in reasons)
+
+
+def test_synthea_shaped_unreadable_magnesium_is_stated_not_absent(app):
+    cards = answer(app, ehr_request(app, "synthea", whole_sections=False))
+    detail = cards["electrolyte-check"]["detail"]
+    assert "No potassium or calcium result in the last 90 days." in detail
+    assert "A magnesium result of 2026-11-26 (\u201csee comment\u201d) could not be read." in detail
+    assert "No magnesium" not in detail and "magnesium result" not in cards["electrolyte-check"]["summary"]
+
+
+@pytest.mark.parametrize("how", ["next-link", "uncoded-condition"])
+def test_no_absence_claim_about_conditions_that_did_not_arrive_whole(app, how):
+    body = demo_request(app)
+    if how == "next-link":
+        body["prefetch"]["conditions"]["link"] = [{"relation": "next", "url": "http://ehr.example/fhir/Condition?p=2"}]
+    else:  # a Condition whose code cannot be read at all: it may be the very diagnosis
+        entries(body, "conditions").append({"resource": {"resourceType": "Condition", "id": "x", "code": "G12.21",
+                                                         "subject": {"reference": "Patient/demo-twitching-weakness"}}})
+    card = answer(app, body)["mnd-red-flag"]
+    assert card["indicator"] == "critical"  # the red flag is never lost
+    assert "No motor neuron disease diagnosis" not in card["detail"]
+    assert "Whether a motor neuron disease diagnosis is on the record could not be checked" in card["detail"]
+
+
+def test_the_whole_record_still_allows_the_absence_claim(app):
+    card = answer(app, demo_request(app))["mnd-red-flag"]
+    assert "No motor neuron disease diagnosis on the record" in card["detail"]

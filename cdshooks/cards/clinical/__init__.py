@@ -27,6 +27,10 @@ Labs (``labs``)
     (newest first) and ``lgi1_positive(raw)``. ``LabResult``: resource, lab, value, unit,
     value_default, default_unit, effective, low, why_low, albumin, corrected, reference,
     ``shown()``. ``Lgi1Result``: resource, effective, positive, reference, ``shown()``.
+Unknown is not absent (``elements``)
+    ``absence(record, types, claim, what)``: the claim "No X on file" only when every
+    resource of ``types`` (``FINDING_TYPES``, ``ORDER_TYPES``) arrived whole and
+    readable, else "Whether <what> could not be checked: ...".
 Orders seen (``orders_seen``)
     ``already_done(record, valueset_name, now, window_days) -> dict | None``;
     ``order_codes(order)``, ``order_concept(order)``, ``is_order_for(order, valueset_name)``.
@@ -45,13 +49,14 @@ Typical rule code::
 """
 
 from .dates import parse_when, within
+from .elements import FINDING_TYPES, ORDER_TYPES, absence
 from .findings import Finding, findings, in_lower_limb, in_thigh, onset
 from .labs import LABS, LabResult, Lgi1Result, calcium_low, latest_calcium, latest_lab, lgi1_positive, lgi1_results
 from .medications import MedUse, active_medications, daily_dose_mg, ingredient_names, medication_of, using
 from .orders_seen import already_done, is_order_for, order_codes, order_concept
 
 __all__ = [
-    "parse_when", "within",
+    "parse_when", "within", "absence", "FINDING_TYPES", "ORDER_TYPES",
     "Finding", "findings", "onset", "in_thigh", "in_lower_limb",
     "MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names",
     "LABS", "LabResult", "Lgi1Result", "latest_lab", "latest_calcium", "calcium_low", "lgi1_results",

@@ -17,7 +17,20 @@ from ...fhir.terminology import codings, items, one
 from .dates import parse_when
 
 __all__ = ["ResourceFacts", "valid", "readable", "reference_of", "codings_of", "codes_of", "number", "label_of",
-           "first_time", "words_of", "one", "items", "text_of"]
+           "first_time", "words_of", "one", "items", "text_of", "absence", "FINDING_TYPES", "ORDER_TYPES"]
+
+# The resource types a finding (``findings``) and an order on file (``already_done``) are read from.
+FINDING_TYPES = ("Condition", "Observation")
+ORDER_TYPES = ("ServiceRequest", "Procedure", "DiagnosticReport")
+
+
+def absence(record: Record, types: tuple[str, ...], claim: str, what: str) -> str:
+    """``claim`` ("No EMG ... on file in the last 365 days") when every resource of ``types`` arrived
+    whole and readable (``Record.complete``); otherwise the sentence that ``what`` ("an EMG or nerve
+    conduction study is on file") could not be checked. Unknown is not absent."""
+    if record.complete(*types):
+        return claim
+    return f"Whether {what} could not be checked: the record received was incomplete or partly unreadable"
 
 
 def readable(record: Record, resource: object) -> dict | None:

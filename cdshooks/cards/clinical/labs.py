@@ -120,7 +120,7 @@ def _string_value(text: str) -> LabValue:
         flag = _FLAG.match(token)
         if flag:  # "1.2 L" is flagged low: no electrolyte is reported in litres
             flags.add(flag.group(1).upper())
-        elif unit is None and not flags:
+        elif unit is None and not flags and not re.fullmatch(_NUMBER, token):
             unit = token
         else:
             return LabValue(None, text=text[:40])
