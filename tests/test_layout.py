@@ -42,6 +42,7 @@ ALLOWED = {
     "population": {"__init__", "tryit", "service", "cards", "fhir", "store", "config", "logs"},
     "cli": {"population", "tryit", "service", "cards", "fhir", "trust", "store", "config", "logs"},
     "gunicorn_conf": set(),
+    "spark_submit": {"cli"},
     "__init__": {"service", "cards", "fhir", "trust", "store", "tryit", "config", "logs"},
 }
 

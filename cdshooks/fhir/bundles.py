@@ -30,7 +30,8 @@ from typing import Any
 from .search import reference_key
 
 __all__ = ["REQUEST_TYPES", "instant", "has_relative_dates", "resolve_dates", "load_bundle", "collection", "fhir_files",
-           "load_resources", "is_draft_order", "draft_orders", "record_resources", "patient_of", "patients"]
+           "load_resources", "bundle_resources", "is_draft_order",
+           "draft_orders", "record_resources", "patient_of", "patients"]
 
 
 # Request resources whose ``draft`` status makes them draft orders.
@@ -173,6 +174,11 @@ def _entries(data: object) -> Iterator[tuple[str | None, dict]]:
 def load_resources(path: str | Path) -> list[dict]:
     """The resources of one FHIR file, relative dates unresolved, ``urn:uuid`` references made ``Type/id``."""
     return _normalized(_entries(_read(Path(path))))
+
+
+def bundle_resources(data: object) -> list[dict]:
+    """The resources of parsed FHIR data (a Bundle, a resource or a list), ``urn:uuid`` references made ``Type/id``."""
+    return _normalized(_entries(data))
 
 
 # -- draft orders and record ----------------------------------------------------------------
