@@ -58,8 +58,9 @@ class Issuer:
 
 
 def fetchable(url: str, env: str) -> bool:
-    """Whether a key-set URL may be fetched at all: https with a host, no credentials,
-    no fragment and no dot segments (which would step out of an allowed prefix).
+    """Whether a key-set URL may be fetched at all: https with a host, no credentials, no
+    query string and no fragment (either would make endless distinct URLs of one key set),
+    no dot segments (which would step out of an allowed prefix).
 
     Plain http is allowed only to a loopback host and only with ``CDSHOOKS_ENV=test``,
     so tests can serve key sets from 127.0.0.1.
@@ -76,7 +77,7 @@ def fetchable(url: str, env: str) -> bool:
     else:
         ok = False
     segments = unquote(parts.path).split("/")
-    return (ok and parts.username is None and parts.password is None and not parts.fragment
+    return (ok and parts.username is None and parts.password is None and "?" not in url and "#" not in url
             and "\\" not in url and "." not in segments and ".." not in segments)
 
 

@@ -147,7 +147,7 @@ class Verifier:
         if not allowed:
             raise Unauthorized("jku" if issuer.jku and not issuer.keys else "kid")
         try:
-            jwk = self._remote.key(jku, kid)
+            jwk = self._remote.key(jku, kid, issuer.iss)
         except KeySetUnavailable:
             raise Unauthorized("jwks") from None
         if jwk is None:

@@ -366,6 +366,9 @@ def test_the_sandbox_listed_twice_is_refused(tmp_path, store):
     ("https://ehr.example.org/keys/../admin", "production", False),
     ("https://ehr.example.org/keys/%2e%2e/admin", "production", False),
     ("https://ehr.example.org/keys/a.json#x", "production", False),
+    ("https://ehr.example.org/keys/a.json#", "production", False),
+    ("https://ehr.example.org/keys/a.json?x=1", "production", False),
+    ("https://ehr.example.org/keys/a.json?", "production", False),
     ("file:///etc/passwd", "test", False),
 ])
 def test_which_key_set_urls_may_be_fetched(url, env, ok):
@@ -452,6 +455,41 @@ def test_an_unknown_kid_refreshes_the_set_at_most_once_per_interval(jku_setup, k
     clock.now += 31
     assert reason(verifier, token("k3")) == "kid"
     assert key_server.total() == 3
+
+
+@pytest.mark.parametrize("suffix", ["?x=1", "?", "#frag", "#"])
+def test_a_jku_with_a_query_or_fragment_is_refused(jku_setup, key_server, suffix):
+    verifier, _, token = jku_setup
+    assert reason(verifier, token("k1", jku=f"{key_server.base}/keys/jwks.json{suffix}")) == "jku"
+    assert key_server.total() == 0
+
+
+def test_forged_tokens_naming_many_jku_urls_fetch_at_most_the_issuers_burst(jku_setup, key_server, keys):
+    """40 forged tokens, each naming a new URL under the allowed prefix: the limit is the issuer's,
+    not the URL's, so only its burst of 2 fetches goes out, and the key set in use stays cached."""
+    verifier, clock, token = jku_setup
+    assert verifier.check(token("k1"), SERVICE).kid == "k1"
+    reasons = {reason(verifier, token("k1", key=keys["stranger"], jku=f"{key_server.base}/keys/forged-{n}.json"))
+               for n in range(40)}
+    assert reasons <= {"jwks", "signature"}
+    assert key_server.total() == 2                      # the real set, then one forged URL: the burst of 2
+    assert verifier.check(token("k1"), SERVICE).kid == "k1"
+    assert key_server.total() == 2                      # the set in use was neither evicted nor refetched
+    clock.now += 30
+    reason(verifier, token("k1", key=keys["stranger"], jku=f"{key_server.base}/keys/forged-late.json"))
+    assert key_server.total() == 3                      # one more per interval
+
+
+def test_the_global_limit_bounds_fetches_across_issuers(tmp_path, store, key_server, keys):
+    clock = Clock()
+    names = [f"https://ehr-{n}.example.org" for n in range(12)]
+    path = write_issuers(tmp_path, [{"iss": iss, "jku": [f"{key_server.base}/keys/{n}/"]} for n, iss in enumerate(names)])
+    verifier = Verifier(settings_for(path), store, clock=clock)
+    for n, iss in enumerate(names):
+        forged = bearer(sign(keys["stranger"], claims(clock.now, iss=iss), kid="k1",
+                             jku=f"{key_server.base}/keys/{n}/jwks.json"))
+        assert reason(verifier, forged) in {"jwks", "kid"}
+    assert key_server.total() == 8                      # the global burst, though no issuer used its own
 
 
 def test_cached_keys_survive_a_key_server_outage_after_the_ttl(jku_setup, key_server):
