@@ -58,6 +58,12 @@ def _names_other_patient(reference: str, patient_ref: str) -> bool:
     return len(parts) >= 2 and parts[-2] == "Patient" and f"Patient/{parts[-1]}" != patient_ref
 
 
+def _concept(resource: dict, field_name: str) -> dict:
+    """The resource's main CodeableConcept as filed (a list of one is read as its item)."""
+    concept = resource[field_name]
+    return concept[0] if concept.__class__ is list else concept
+
+
 def _signature(concept: dict) -> tuple:
     """What value set matching reads of a CodeableConcept, as a hashable key.
 
@@ -167,6 +173,8 @@ class Record:
                     res = {**res, "_fullUrl": full_url}
                 full_urls[full_url] = res
             concept = res.get(field_name)
+            if concept.__class__ is list and len(concept) == 1:
+                concept = concept[0]  # one CodeableConcept sent as a list of one: read as the reader repairs it
             if concept.__class__ is dict:
                 sig = _signature(concept)
                 group = groups.get(sig)
@@ -209,6 +217,13 @@ class Record:
         out: list[dict] = []
         for t in types:
             out.extend(self.memo(("of-type", t), lambda t=t: self._usable(t, self._by_type.get(t, ()))))
+        return out
+
+    def containing(self, *types: str) -> list[dict]:
+        """The usable resources of ``types`` that hold ``contained`` resources (panels), in record order."""
+        out: list[dict] = []
+        for t in types:
+            out.extend(self._usable(t, [r for r in self._by_type.get(t, ()) if "contained" in r]))
         return out
 
     def count(self) -> int:
@@ -309,7 +324,7 @@ class Record:
             return idx
         field_name = CONCEPT_FIELDS.get(rtype, "code")
         groups = self._groups.get(rtype, {})
-        concepts = {sig: group[0][1][field_name] for sig, group in groups.items()}
+        concepts = {sig: _concept(group[0][1], field_name) for sig, group in groups.items()}
         by_code: dict[tuple[str, str], list[tuple]] = defaultdict(list)
         by_word: dict[str, list[tuple]] = defaultdict(list)
         unreadable = 0

@@ -285,15 +285,19 @@ class Engine:
 
 
 def _strict_outbound(cards: list[Card], hook_instance: str) -> None:
-    """Drop any suggestion whose create/update resource is not strictly valid FHIR R4 (logged by rule,
-    resource type and element path, never values): what this service writes must be valid as it is."""
+    """Drop any suggestion whose ``update`` resource is not strictly valid FHIR R4 (logged by rule,
+    resource type and element path, never values): what this service writes must be valid as it is.
+
+    An update starts from the client's draft (read tolerantly, so repaired), which may still lack
+    something R4 requires. ``create`` resources come from this service's own builders and are
+    checked against R4 on every response of the test suite, so they are not validated per call."""
     from ..fhir.models import invalid_paths
 
     for card in cards:
         kept = []
         for suggestion in card.suggestions:
             bad = [(a.resource.get("resourceType"), invalid_paths(a.resource)) for a in suggestion.actions
-                   if a.type in ("create", "update") and isinstance(a.resource, dict)]
+                   if a.type == "update" and isinstance(a.resource, dict)]
             bad = [(rtype, paths) for rtype, paths in bad if paths]
             if bad:
                 logs.event("suggestion.invalid", logging.ERROR, rule=card.rule_id, hook_instance=hook_instance,

@@ -118,3 +118,10 @@ def test_results_inside_a_panel_observation():
         {"system": LOINC, "code": CA}]}, "valueString": "7.9 mg/dL L"}], hasMember=[{"reference": "#ca"}])
     result = latest_calcium(Record("p1", [panel], NOW), NOW, 90)
     assert result is not None and result.low and result.value == 7.9
+
+
+def test_a_code_sent_as_a_list_of_one_is_still_matched():
+    listed = obs(K, valueQuantity={"value": 3.1, "unit": "mmol/L"})
+    listed["code"] = [listed["code"]]
+    result = latest("potassium", listed)
+    assert result is not None and result.low

@@ -1,9 +1,10 @@
 """Clinical: the catalogue's shared definitions (RULES.md section 1), the one API every rule uses.
 
 All functions read the raw resources of a ``Record`` (``record.of_type`` /
-``record.coded`` / ``record.resolve``) and call ``record.model(raw)`` for each resource
-they use: a resource that is not valid FHIR (model None) counts as absent and is counted
-in ``record.invalid``. Times are aware UTC datetimes (``dates``). Value set and
+``record.coded`` / ``record.resolve``) and use each resource as ``record.read(raw)``
+returns it (``elements.readable``): read tolerantly, faulty elements repaired or dropped,
+never the resource. Every accessor is total: a wrong type reads as "nothing there", never
+an exception. Times are aware UTC datetimes (``dates``). Value set and
 ingredient names are those of ``cdshooks/valuesets/``; an unknown name raises KeyError.
 
 Dates (``dates``)
@@ -26,7 +27,8 @@ Labs (``labs``)
     ``latest_calcium`` / ``calcium_low(record, now, window_days)``; ``lgi1_results(record)``
     (newest first) and ``lgi1_positive(raw)``. ``LabResult``: resource, lab, value, unit,
     value_default, default_unit, effective, low, why_low, albumin, corrected, reference,
-    ``shown()``. ``Lgi1Result``: resource, effective, positive, reference, ``shown()``.
+    comparator, judged, ``readable`` (False: a result that could not be read or told low
+    or normal; never "no result"), ``shown()``. ``Lgi1Result``: resource, effective, positive, reference, ``shown()``.
 Unknown is not absent (``elements``)
     ``absence(record, types, claim, what)``: the claim "No X on file" only when every
     resource of ``types`` (``FINDING_TYPES``, ``ORDER_TYPES``) arrived whole and

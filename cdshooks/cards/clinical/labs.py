@@ -127,6 +127,11 @@ def _string_value(text: str) -> LabValue:
     return LabValue(value, comparator, unit, (unit or "").lower(), frozenset(flags), text[:40])
 
 
+def _has_value(raw: dict) -> bool:
+    """Whether a result carries a value element of any kind (readable or not)."""
+    return any(isinstance(k, str) and k.startswith("value") for k in raw)
+
+
 def read_value(raw: dict) -> LabValue | None:
     """The value of one result (see the module doc); None when it carries no value at all."""
     quantity = raw.get("valueQuantity")
@@ -215,6 +220,9 @@ def _below(value: float, comparator: str | None, limit: float) -> bool | None:
 
 def _time_key(raw: dict) -> str:
     """The result's time as sent (``effectiveDateTime``, ``effectivePeriod.end``, ...), for ordering."""
+    usual = raw.get("effectiveDateTime")
+    if usual.__class__ is str and usual[:4].isdigit():  # the usual shape, kept fast
+        return usual
     for path in _TIME_PATHS:
         value: object = raw
         for part in path.split("."):
@@ -230,7 +238,7 @@ def _panel_members(record: Record) -> list[dict]:
     each lent its container's status and time when it has none, and referenced through its container."""
     def compute() -> list[dict]:
         out = []
-        for container in record.of_type("DiagnosticReport", "Observation"):
+        for container in record.containing("DiagnosticReport", "Observation"):
             contained = container.get("contained")
             if not contained:
                 continue
@@ -268,12 +276,14 @@ def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, str]]:
     def compute() -> list[tuple[dict, str]]:
         out = []
         for raw in _coded_results(record, valueset(spec.valueset)):
-            if one(raw.get("status")) not in RESULT_STATUSES:
+            status = raw.get("status")
+            if (status if status.__class__ is str else one(status)) not in RESULT_STATUSES:
+                continue
+            if "valueQuantity" not in raw and not _has_value(raw):
                 continue
             key = _time_key(raw)
-            if not key or read_value(raw) is None:
-                continue
-            out.append((raw, key))
+            if key:
+                out.append((raw, key))
         out.sort(key=lambda c: c[1], reverse=True)
         return out
 
