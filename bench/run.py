@@ -1,6 +1,7 @@
-"""Benchmark: hook-call latency and throughput over HTTP against the production server.
+"""Benchmark: hook-call latency and throughput over HTTP against the production server stack.
 
-Starts gunicorn (the same command as ``make serve``) on a free loopback port, then for
+Starts gunicorn (the same command as ``make serve``; development mode, where the floor route
+exists, with authentication off) on a free loopback port, then for
 three records, a typical one (~100 KB of prefetch) and a large one (~1 MB), both synthetic
 lab-heavy histories (4,400 results over 15 years for the large one), and, when
 ../shared/fhir_samples is present, a real Synthea patient,
@@ -49,7 +50,7 @@ def _free_port() -> int:
 
 
 def start_server(port: int, workdir: Path) -> subprocess.Popen:
-    env = dict(os.environ, CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_PORT=str(port), CDSHOOKS_ENV="production",
+    env = dict(os.environ, CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_PORT=str(port), CDSHOOKS_ENV="development",
                CDSHOOKS_AUTH="off", CDSHOOKS_LOG_LEVEL="WARNING", CDSHOOKS_INSTANCE_PATH=str(workdir),
                CDSHOOKS_PUBLIC_URL=f"http://127.0.0.1:{port}")
     gunicorn = Path(sys.executable).with_name("gunicorn")

@@ -24,7 +24,8 @@ def create_app(settings=None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
     app = Flask(__name__, static_folder=None, instance_path=str(settings.instance_dir()))
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # one byte of slack: service/body.py tells "exactly the limit" from "past it" for chunked bodies too
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]
 
@@ -42,8 +43,8 @@ def create_app(settings=None) -> Flask:
     app.extensions["cdshooks"] = endpoints.State(settings, store, engine, verifier)
 
     app.register_blueprint(endpoints.bp)
-    app.register_blueprint(endpoints.floor_blueprint())
     if not settings.production:
+        app.register_blueprint(endpoints.floor_blueprint())
         _register_dev(app, settings)
     errors.register(app)
     # Everything loaded so far (FHIR model classes, value sets, rules) lives as long as the

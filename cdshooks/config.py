@@ -73,6 +73,10 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     log_level: str = "INFO"
     max_body_bytes: int = 16 * 1024 * 1024     # largest request body accepted (413 past it)
+    max_json_depth: int = 100                  # deepest nesting of arrays and objects in a request body (400 past it)
+    max_feedback_items: int = 100              # feedback items in one request (413 past it)
+    max_draft_orders: int = 200                # draft order resources in one order-select/order-sign call (413)
+    request_deadline: float = 10.0             # seconds a request may take, body read included (503 past it)
     auth: str = "required"                     # "required" or "off"
     trusted_issuers: str = ""                  # path of the trusted-issuers JSON file
     trust_sandbox: bool = False                # trust the public CDS Hooks sandbox (testing only)
@@ -95,6 +99,7 @@ class Settings:
         conv: dict[str, Callable[[str], object]] = {
             "port": int, "fetch_timeout": float, "call_budget": float, "fetch_page_cap": int,
             "fetch_max_bytes": int, "max_body_bytes": int, "jwt_clock_skew": int, "jwt_max_lifetime": int,
+            "max_json_depth": int, "max_feedback_items": int, "max_draft_orders": int, "request_deadline": float,
             "trust_sandbox": _bool, "strict_rules": _bool, "rule_failure_card": _bool, "fhir_allow_http": _bool,
             "fetch_per_server": int,
             "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list,
@@ -120,15 +125,20 @@ class Settings:
         if self.production and self.trust_sandbox:
             raise ConfigError("CDSHOOKS_TRUST_SANDBOX cannot be used with CDSHOOKS_ENV=production: "
                               "the sandbox's private key is public")
+        if self.production and self.auth == "off":
+            raise ConfigError("CDSHOOKS_AUTH=off cannot be used with CDSHOOKS_ENV=production: "
+                              "every caller would be trusted")
         if self.production and self.fhir_allow_http:
             raise ConfigError("CDSHOOKS_FHIR_ALLOW_HTTP cannot be used with CDSHOOKS_ENV=production")
         bad = [a for a in self.jwt_algorithms if a.upper() == "NONE" or a.upper().startswith("HS")]
         if bad:
             raise ConfigError(f"CDSHOOKS_JWT_ALGORITHMS may not allow {', '.join(bad)}")
-        if self.call_budget <= 0 or self.fetch_timeout <= 0:
+        if self.call_budget <= 0 or self.fetch_timeout <= 0 or self.request_deadline <= 0:
             raise ConfigError("time budgets must be positive")
         if self.fetch_per_server < 1:
             raise ConfigError("CDSHOOKS_FETCH_PER_SERVER must be at least 1")
+        if min(self.max_body_bytes, self.max_json_depth, self.max_feedback_items, self.max_draft_orders) < 1:
+            raise ConfigError("request limits must be positive")
         return self
 
     def with_(self, **changes) -> "Settings":

@@ -14,6 +14,14 @@ worker_class = "sync"
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
+# Request limits. A header line must hold the largest legitimate client JWT (the verifier accepts
+# 16 KB; issuers with many claims send 15 KB): 32 KB per header field. The request line may carry
+# the development /fhir endpoint's search URLs (prefetch templates stay under 8 KB). Bodies are
+# limited by the app (CDSHOOKS_MAX_BODY_BYTES, chunked too), and every request is answered within
+# CDSHOOKS_REQUEST_DEADLINE (10 s), well before the worker timeout.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 32768
 accesslog = None  # request lines can carry identifiers in query strings; the app logs what is safe
 errorlog = "-"
 loglevel = os.environ.get("CDSHOOKS_LOG_LEVEL", "info").lower()

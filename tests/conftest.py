@@ -18,7 +18,23 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 
+def production_issuers(tmp_path: Path) -> str:
+    """A trusted-issuers file (public keys only) for production settings, which require authentication."""
+    import json
+
+    from cdshooks.trust import issuers
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [{"iss": "https://ehr.example.org", "jwks": issuers.sandbox_jwks()}]}))
+    return str(path)
+
+
 def make_settings(tmp_path: Path, **overrides) -> Settings:
+    """Test settings; ``env="production"`` brings authentication and a trusted-issuers file with it."""
+    if overrides.get("env") == "production":
+        overrides.setdefault("auth", "required")
+        overrides.setdefault("trusted_issuers", production_issuers(tmp_path))
     base = dict(
         env="test",
         auth="off",

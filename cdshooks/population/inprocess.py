@@ -29,8 +29,8 @@ class _ReplayEngine(Engine):
         self.now = now
 
     def answer(self, service_id: str, body: object, now: datetime | None = None,
-               deadline: float | None = None) -> dict:
-        return super().answer(service_id, body, now or self.now, deadline)
+               deadline: float | None = None, cutoff: float | None = None) -> dict:
+        return super().answer(service_id, body, now or self.now, deadline, cutoff)
 
 
 class _Collector(logging.Handler):

@@ -11,8 +11,8 @@ a valid client JWT unless ``CDSHOOKS_AUTH=off``.
 
 from __future__ import annotations
 
-import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from .. import logs
 from ..config import Settings
 from ..store import Store
+from . import body as request_body
 from .engine import Engine
-from .errors import InvalidRequest, Unauthenticated, operation_outcome
+from .errors import DeadlineExceeded, TooLarge, Unauthenticated, operation_outcome
 from .validation import validate
 
 __all__ = ["bp", "State", "state", "floor_blueprint"]
@@ -44,14 +45,15 @@ def state() -> State:
     return current_app.extensions["cdshooks"]
 
 
+def _deadline() -> float:
+    """The instant by which this request must be answered (``CDSHOOKS_REQUEST_DEADLINE`` after it began)."""
+    started = g.get("started") or time.monotonic()
+    return started + state().settings.request_deadline
+
+
 def _json_body() -> Any:
-    raw = request.get_data(cache=False)
-    if not raw:
-        raise InvalidRequest("The request body is empty; a JSON object is required", expression=["(body)"])
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("The request body is not valid JSON", expression=["(body)"]) from None
+    """The body as JSON, within the size and nesting limits (413, 408, 400: see ``body.py``)."""
+    return request_body.read_json(request, state().settings, _deadline())
 
 
 def _audience() -> str:
@@ -64,6 +66,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 @bp.before_app_request
 def _request_id():
+    g.started = time.monotonic()
     given = request.headers.get("X-Request-ID", "")
     logs.set_request_id(given if _REQUEST_ID.match(given) else logs.new_request_id())
 
@@ -135,7 +138,7 @@ def call_service(service_id: str):
     st = state()
     st.engine.service(service_id)  # 404 before parsing the body
     body = _json_body()
-    return _release_after_sending(jsonify(st.engine.answer(service_id, body)), body)
+    return _release_after_sending(jsonify(st.engine.answer(service_id, body, cutoff=_deadline())), body)
 
 
 @bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])
@@ -143,7 +146,13 @@ def post_feedback(service_id: str):
     st = state()
     service = st.engine.service(service_id)
     body = _json_body()
+    items = body.get("feedback") if isinstance(body, dict) else None
+    if isinstance(items, list) and len(items) > st.settings.max_feedback_items:
+        raise TooLarge(f"At most {st.settings.max_feedback_items} feedback items are accepted in one request; "
+                       f"this one has {len(items)}", expression=["feedback"])
     validate(body, "feedback")
+    if time.monotonic() > _deadline():
+        raise DeadlineExceeded("The feedback could not be stored in time; nothing was stored")
     counts = st.store.store_feedback(service.id, body["feedback"])
     return jsonify(counts)
 
@@ -159,7 +168,9 @@ def healthz():
 
 
 def floor_blueprint() -> Blueprint:
-    """The benchmark's floor: the same stack answering a route that only parses the JSON body."""
+    """The benchmark's floor: the same stack answering a route that only parses the JSON body.
+
+    Registered outside production only: it answers without a token."""
     floor = Blueprint("floor", __name__)
 
     @floor.route("/_bench/parse", methods=["POST"])

@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Iterable
 
 from .. import logs
@@ -29,7 +31,7 @@ from ..fhir.client import FhirClient, base_url_problem
 from ..fhir.record import Record, flatten
 from ..store import IssuedCard, Store
 from . import prefetch
-from .errors import DataUnobtainable, InvalidRequest, UnknownService
+from .errors import DataUnobtainable, DeadlineExceeded, InvalidRequest, TooLarge, UnknownService
 from .validation import validate
 
 __all__ = ["Service", "Engine", "Outcome", "SERVICE_IDS", "FailureCounter", "INCOMPLETE_CHECKS_ID"]
@@ -145,6 +147,7 @@ class Engine:
         assert isinstance(body, dict)
         if body["hook"] != service.hook:
             raise InvalidRequest(f"hook must be {service.hook!r} for service {service.id!r}", expression=["hook"])
+        self._check_draft_count(body["context"])
         validate(body["context"], f"context-{service.hook}", prefix="context")
         server = body.get("fhirServer")
         problem = base_url_problem(server) if isinstance(server, str) else None
@@ -152,9 +155,16 @@ class Engine:
             raise InvalidRequest(f"fhirServer {problem}", expression=["fhirServer"])
         return body
 
+    def _check_draft_count(self, context: object) -> None:
+        """413 for more draft orders than ``max_draft_orders``, before anything else reads them."""
+        drafts = context.get("draftOrders") if isinstance(context, dict) else None
+        cap = self.settings.max_draft_orders
+        if isinstance(drafts, dict) and sum(1 for _ in islice(flatten(drafts), cap + 1)) > cap:
+            raise TooLarge(f"At most {cap} draft orders are accepted in one call", expression=["context.draftOrders"])
+
     def answer(self, service_id: str, body: object, now: datetime | None = None,
-               deadline: float | None = None) -> dict:
-        return self.outcome(service_id, body, now, deadline).body()
+               deadline: float | None = None, cutoff: float | None = None) -> dict:
+        return self.outcome(service_id, body, now, deadline, cutoff).body()
 
     def evaluate(self, hook: str, resources: Iterable[dict], now: datetime, *, patient_id: str | None = None,
                  draft_orders: Iterable[dict] | None = None, selections: Iterable[str] | None = None) -> Outcome:
@@ -172,15 +182,19 @@ class Engine:
         resources = list(resources)
         request = request_for(resources, service.hook, service.prefetch, now=now, patient_id=patient_id,
                               orders=draft_orders, selections=selections)
-        return self.outcome(service.id, request, now)
+        return self.outcome(service.id, request, now, cutoff=math.inf)  # off-line: no request deadline
 
     def outcome(self, service_id: str, body: object, now: datetime | None = None,
-                deadline: float | None = None) -> Outcome:
-        """``answer()``'s call, returning the cards with the rules that raised."""
+                deadline: float | None = None, cutoff: float | None = None) -> Outcome:
+        """``answer()``'s call, returning the cards with the rules that raised. ``deadline``: when
+        fetching stops (412 past it; default: the call budget); ``cutoff``: when the whole call must
+        have answered (503 past it; default: ``request_deadline`` from now). Nothing is recorded for a
+        call that ends past its cutoff."""
         started = time.monotonic()
+        cutoff = cutoff or started + self.settings.request_deadline
         service = self.service(service_id)
         request = self.validate(service, body)
-        deadline = deadline or started + self.settings.call_budget
+        deadline = min(deadline or started + self.settings.call_budget, cutoff)
         now = _aware_now(now)
         hook_instance = request["hookInstance"]
         context = request["context"]
@@ -210,12 +224,14 @@ class Engine:
         call = Call(hook=service.hook, now=now, record=record, settings=self.settings.rules,
                     orders=orders, draft_orders=[r for r in drafts if r.get("resourceType") != "Medication"])
 
-        cards, failed = self._run(service, call, hook_instance)
+        _in_time(cutoff)
+        cards, failed = self._run(service, call, hook_instance, cutoff)
         _strict_outbound(cards, hook_instance)
         if failed and self.settings.rule_failure_card:
             cards.append(_incomplete_checks_card([r.title for r in service.rules if r.id in failed]))
         cards = _sorted(_dedupe_orders(cards))
         t_rules = time.monotonic()
+        _in_time(cutoff)
         issued = []
         for card in cards:
             card.uuid = str(uuid.uuid4())
@@ -255,10 +271,13 @@ class Engine:
         chosen = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in selected]
         return drafts, chosen
 
-    def _run(self, service: Service, call: Call, hook_instance: str) -> tuple[list[Card], list[str]]:
+    def _run(self, service: Service, call: Call, hook_instance: str,
+             cutoff: float | None = None) -> tuple[list[Card], list[str]]:
         cards: list[Card] = []
         failed: list[str] = []
         for rule in service.rules:
+            if cutoff is not None:
+                _in_time(cutoff)
             try:
                 produced = rule.run(call)
             except Exception as exc:  # one rule's failure never sinks the others
@@ -305,6 +324,13 @@ def _strict_outbound(cards: list[Card], hook_instance: str) -> None:
                 continue
             kept.append(suggestion)
         card.suggestions = kept
+
+
+def _in_time(cutoff: float) -> None:
+    """503 once the call's cutoff has passed: an answer late enough to meet the worker timeout is no answer."""
+    if time.monotonic() > cutoff:
+        logs.event("hook.deadline", logging.WARNING)
+        raise DeadlineExceeded("The call could not be answered in time; try again")
 
 
 def _sorted(cards: list[Card]) -> list[Card]:

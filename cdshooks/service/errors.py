@@ -14,8 +14,8 @@ from werkzeug.exceptions import HTTPException
 
 from .. import logs
 
-__all__ = ["ServiceError", "InvalidRequest", "UnknownService", "DataUnobtainable", "Unauthenticated",
-           "operation_outcome", "register"]
+__all__ = ["ServiceError", "InvalidRequest", "UnknownService", "DataUnobtainable", "Unauthenticated", "TooLarge",
+           "RequestTimeout", "DeadlineExceeded", "operation_outcome", "register"]
 
 
 def operation_outcome(code: str, diagnostics: str, expression: list[str] | None = None,
@@ -58,6 +58,27 @@ class DataUnobtainable(ServiceError):
     code = "processing"
 
 
+class TooLarge(ServiceError):
+    """413: a body, or a list in it (feedback items, draft orders), larger than the service accepts."""
+
+    status = 413
+    code = "too-costly"
+
+
+class RequestTimeout(ServiceError):
+    """408: the request body did not arrive before the request's deadline."""
+
+    status = 408
+    code = "timeout"
+
+
+class DeadlineExceeded(ServiceError):
+    """503: the request could not be answered before its deadline (``CDSHOOKS_REQUEST_DEADLINE``)."""
+
+    status = 503
+    code = "timeout"
+
+
 class Unauthenticated(ServiceError):
     status = 401
     code = "login"
@@ -71,7 +92,8 @@ class Unauthenticated(ServiceError):
         return resp
 
 
-_HTTP_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+_HTTP_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 408: "timeout", 413: "too-costly",
+               415: "not-supported", 431: "too-costly"}
 
 
 def register(app: Flask) -> None:

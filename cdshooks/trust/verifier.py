@@ -114,7 +114,7 @@ class Verifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, RecursionError):
             raise Unauthorized("malformed") from None
         typ, alg, kid = header.get("typ"), header.get("alg"), header.get("kid")
         if not isinstance(typ, str) or typ.upper() != "JWT":
@@ -173,7 +173,7 @@ class Verifier:
             raise Unauthorized("malformed") from None
         try:
             payload = json.loads(decoded["payload"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Unauthorized("malformed") from None
         if not isinstance(payload, dict):
             raise Unauthorized("malformed")
@@ -234,8 +234,19 @@ def _unslashed(url: str) -> str:
     return url.removesuffix("/")
 
 
+# NumericDate claims must be finite and inside what a datetime can hold (year 9999): NaN,
+# Infinity and 10^400 are refused as malformed rather than reaching datetime arithmetic.
+_MAX_NUMERIC_DATE = 253402300799.0
+
+
 def _numeric(payload: dict[str, Any], name: str) -> float:
     value = payload.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Unauthorized("malformed")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise Unauthorized("malformed") from None
+    if not 0 <= number <= _MAX_NUMERIC_DATE:  # False for NaN too
+        raise Unauthorized("malformed")
+    return number

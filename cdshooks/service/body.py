@@ -1,0 +1,130 @@
+"""Body: a request body read within the service's limits, then parsed as JSON.
+
+    read_json(request, settings, deadline)   the parsed body, or a ServiceError:
+        413  more than ``max_body_bytes``, whether announced by ``Content-Length`` or sent chunked
+        408  the body did not arrive before the request's deadline
+        400  empty, not JSON, or arrays and objects nested deeper than ``max_json_depth``
+    nesting_exceeds(raw, limit)               whether JSON text nests deeper than ``limit``
+
+The nesting depth is checked on the bytes, before the parser runs: a body nested a thousand
+levels deep must be refused before any recursive code (the parser, schema validation, the
+FHIR models) meets it. The check removes escapes and the contents of strings, keeps only the
+brackets, and measures their depth with C-speed bytes operations (about 1 ms per MB).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from array import array
+from itertools import accumulate
+from typing import Any
+
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+
+from .errors import InvalidRequest, RequestTimeout, TooLarge
+
+__all__ = ["read_json", "read_bytes", "parse_json", "nesting_exceeds"]
+
+_CHUNK = 64 * 1024
+# every byte but the brackets and the quote, deleted by bytes.translate
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_FOLD = bytes.maketrans(b"{}", b"[]")
+_SIGN = bytes.maketrans(b"[]", b"\x01\xff")  # +1 / -1 as signed bytes
+_MANY_ESCAPES = 4096  # past this many backslashes the escapes are removed with one bytes pass
+
+
+def read_bytes(request, max_bytes: int, deadline: float | None = None) -> bytes:
+    """The raw body, at most ``max_bytes`` of it (413 past it, chunked bodies included)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise TooLarge(f"The request body is larger than {max_bytes} bytes")
+    out = bytearray()
+    try:
+        stream = request.stream
+        while True:
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                break
+            out += chunk
+            if len(out) > max_bytes:
+                raise TooLarge(f"The request body is larger than {max_bytes} bytes")
+            if deadline is not None and time.monotonic() > deadline:
+                raise RequestTimeout("The request body did not arrive in time")
+    except RequestEntityTooLarge:
+        raise TooLarge(f"The request body is larger than {max_bytes} bytes") from None
+    except ClientDisconnected:
+        raise InvalidRequest("The request body ended before it was complete", expression=["(body)"]) from None
+    return bytes(out)
+
+
+def _without_escapes(raw: bytes) -> bytes:
+    """``raw`` less every backslash escape (the backslash and the byte after it)."""
+    count = raw.count(b"\\")
+    if count > _MANY_ESCAPES:
+        # pairs of backslashes first, then escaped quotes; other escapes hide no structure
+        return raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    parts, start = [], 0
+    while True:
+        i = raw.find(b"\\", start)
+        if i < 0:
+            parts.append(raw[start:])
+            return b"".join(parts)
+        parts.append(raw[start:i])
+        start = i + 2
+
+
+def nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether the arrays and objects of JSON text ``raw`` nest deeper than ``limit``.
+
+    Exact for valid JSON; for text that is not JSON the answer does not matter (the parser
+    refuses it). Linear in ``len(raw)``, with bytes operations only.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    if raw[:4].count(0):  # UTF-16 or UTF-32 JSON: measured in UTF-8
+        try:
+            raw = raw.decode(json.detect_encoding(raw)).encode("utf-8")
+        except (UnicodeError, LookupError):
+            return False
+    if b"\\" in raw:
+        raw = _without_escapes(raw)
+    # Only brackets and quotes remain. An empty string ("") hides nothing, wherever the pair
+    # is cut; quotes still left enclose strings that contain brackets: drop their contents.
+    s = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in s:
+        s = b"".join(s.split(b'"')[::2])
+    if len(s) <= limit:
+        return False
+    s = s.translate(_FOLD)
+    if b"[" * (limit + 1) in s:
+        return True
+    if len(s) < 1 << 18:
+        # each pass removes the innermost level: as many passes as the depth
+        depth = 0
+        while s:
+            shorter = s.replace(b"[]", b"")
+            if len(shorter) == len(s):
+                return False  # unbalanced: not JSON
+            s, depth = shorter, depth + 1
+            if depth > limit:
+                return True
+        return False
+    return max(accumulate(array("b", s.translate(_SIGN)))) > limit
+
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """The JSON value of ``raw``; 400 when it is empty, not JSON or nested too deeply."""
+    if not raw:
+        raise InvalidRequest("The request body is empty; a JSON object is required", expression=["(body)"])
+    if nesting_exceeds(raw, max_depth):
+        raise InvalidRequest(f"The request body nests arrays and objects more than {max_depth} levels deep",
+                             expression=["(body)"])
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidRequest("The request body is not valid JSON", expression=["(body)"]) from None
+
+
+def read_json(request, settings, deadline: float | None = None) -> Any:
+    """The request's body parsed as JSON, within ``settings``' size and nesting limits."""
+    return parse_json(read_bytes(request, settings.max_body_bytes, deadline), settings.max_json_depth)
