@@ -46,13 +46,22 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     from .cards.registry import all_rules
 
     rules = all_rules()
+    if args.rule:
+        chosen = next((r for r in rules if r.id == args.rule), None)
+        if chosen is None:
+            raise CommandError(f"unknown rule {args.rule!r}; known: {', '.join(r.id for r in rules)}")
+        # the rule's clinical documentation: when it fires, stays silent, suggests; what changed and why
+        print(f"{chosen.id} ({chosen.indicator}; {', '.join(chosen.hooks)}): {chosen.title}\n")
+        print(chosen.doc.strip())
+        return 0
     if args.json:
         print(json.dumps([{"id": r.id, "title": r.title, "hooks": list(r.hooks), "indicator": r.indicator,
                            "source": r.source.cite()} for r in rules], indent=2))
         return 0
     width = max(len(r.id) for r in rules)
     for r in rules:
-        print(f"{r.id:<{width}}  {r.indicator:<8}  {','.join(r.hooks):<38}  {r.source.cite()}")
+        print(f"{r.id:<{width}}  {r.indicator:<8}  {','.join(r.hooks):<38}  {r.title}")
+        print(f"{'':<{width}}  {'':<8}  {'':<38}  source: {r.source.cite()}")
     return 0
 
 
@@ -239,7 +248,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdshooks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("rules", help="list the rules, their hooks, indicators and sources")
+    p = sub.add_parser("rules", help="list the rules, their hooks, indicators, titles and sources; "
+                                      "with a rule id, print that rule's clinical documentation")
+    p.add_argument("rule", nargs="?", help="a rule id: print its documentation (when it fires, stays silent, "
+                                           "suggests, what changed and why)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_rules)
 

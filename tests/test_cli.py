@@ -387,3 +387,13 @@ def test_load_fixtures_from_a_folder_and_server_errors(capsys, tmp_path):
     assert code == 2 and err.splitlines()[-1] == f"cdshooks load-fixtures: cannot reach {dead}/fhir: ConnectionError"
     code, _, err = run(capsys, "load-fixtures", f"{dead}/fhir", "--dir", str(tmp_path / "absent"))
     assert code == 2 and "no fixture folder" in err
+
+
+def test_rules_lists_titles_and_prints_one_rules_clinical_documentation(capsys):
+    assert main(["rules"]) == 0
+    table = capsys.readouterr().out
+    assert "lgi1-immunotherapy" in table and "an old positive: re-test" in table and "source:" in table
+    assert main(["rules", "lgi1-immunotherapy"]) == 0
+    doc = capsys.readouterr().out
+    assert "When it fires" in doc and "What changed and why" in doc and "antibody_result_days" in doc
+    assert main(["rules", "no-such-rule"]) == 2

@@ -5,14 +5,16 @@ of 10 mg/day up to 30 mg/day". Shared by cirrhosis-cramps (the first order),
 baclofen-titration (the next step) and baclofen-dosing (a corrected draft), so that all
 three write the same dose, schedule and ceiling.
 
-Regimen (our choice, the guideline gives only daily totals): whole 10 mg tablets where
-possible, keeping the patient's number of administrations a day when the total divides
-into them (20 mg/day taken once daily stays once daily), else 10 mg once, twice or three
-times daily; for totals that are not multiples of 10 mg, the patient's number of
-administrations when the doses come out in whole or half tablets (multiples of 5 mg),
-else three or two such doses; else the whole dose once daily. Orders are coded with the product table's
-baclofen 10 MG Oral Tablet (RxNorm 197391) when the dose is whole or half tablets,
-because the baclofen ingredient has no verified RxNorm code; otherwise by name only.
+Regimen (our choice, the guideline gives only daily totals): every dose is **whole
+tablets** of a baclofen tablet in the product table (10 mg RxNorm 197391, 20 mg RxNorm
+197392; 5 and 15 mg tablets are not verified, half tablets are not offered). The plan
+keeps the patient's number of administrations a day when the total divides into whole
+tablets, else tries the usual regimen (10 mg tablets once, twice or three times daily),
+else once, twice or three times daily; at each step the drafted product comes first,
+then the strongest tablet that divides the dose (so 20 mg/day as 10 mg twice daily is
+written with the 10 mg tablet, never as half 20 mg tablets). A total with no whole-tablet
+plan is not offered as an order. Orders are coded with the chosen product (the baclofen
+ingredient has no verified RxNorm code), taken by mouth.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
+from ..fhir.terminology import Product, products_of
 from .clinical import Finding, MedUse, daily_dose_mg
 from .orders import medication_request
 from .registry import Call
 
 __all__ = ["START_MG", "STEP_MG", "MAX_MG", "TABLET_10MG", "current_daily_mg", "last_change", "times_per_day",
-           "regimen", "dosage_text", "suggested_order"]
+           "regimen", "tablet_plan", "tablets", "dosage_text", "suggested_order"]
 
 START_MG = 10.0        # first dose, mg/day
 STEP_MG = 10.0         # weekly increase, mg/day
@@ -95,20 +98,55 @@ def regimen(daily_mg: float, times_now: int | None = None) -> tuple[float, int]:
     return daily_mg, 1
 
 
-def dosage_text(per_mg: float, times: int, daily_mg: float) -> str:
-    """The dosage text, with the guideline's weekly titration and ceiling."""
+def tablets() -> list[Product]:
+    """Baclofen oral tablets of the product table with a known strength, strongest first."""
+    found = [p for p in products_of("baclofen") if p.strength_mg and p.unit_form == "tablet"]
+    return sorted(found, key=lambda p: -(p.strength_mg or 0))
+
+
+def tablet_plan(daily_mg: float, times_now: int | None = None,
+                keep: Product | None = None) -> tuple[float, int, Product] | None:
+    """(mg per dose, doses a day, product) giving ``daily_mg`` in whole tablets (module doc), or None."""
+    available = tablets()
+    ordered = ([keep] if keep is not None and keep in available else []) + [p for p in available if p != keep]
+    times_options: list[int] = []
+    for t in ((times_now,) if times_now else ()) + (regimen(daily_mg, times_now)[1], 1, 2, 3):
+        if t and t not in times_options:
+            times_options.append(t)
+    for times in times_options:
+        per = daily_mg / times
+        for tablet in ordered:
+            count = per / (tablet.strength_mg or 0)
+            if _multiple(per, tablet.strength_mg or 0) and 1 <= round(count) <= 4:
+                return per, times, tablet
+    return None
+
+
+def dosage_text(per_mg: float, times: int, daily_mg: float, tablet: Product | None = None,
+                schedule: bool = True) -> str:
+    """The dosage text; with ``schedule``, the guideline's weekly titration and ceiling."""
     when = _TIMES.get(times, f"{times} times daily")
-    return (f"{per_mg:g} mg by mouth {when} ({daily_mg:g} mg/day). If cramps persist, raise by "
-            f"{STEP_MG:g} mg/day each week, to at most {MAX_MG:g} mg/day.")
+    count = ""
+    if tablet is not None and tablet.strength_mg:
+        n = int(round(per_mg / tablet.strength_mg))
+        count = f" ({n} x {tablet.strength_mg:g} mg tablet{'s' if n > 1 else ''})"
+    text = f"{per_mg:g} mg{count} by mouth {when} ({daily_mg:g} mg/day)."
+    if schedule:
+        text += f" If cramps persist, raise by {STEP_MG:g} mg/day each week, to at most {MAX_MG:g} mg/day."
+    return text
 
 
 def suggested_order(call: Call, daily_mg: float, *, times_now: int | None = None,
                     reasons: Iterable[Finding] = (),
-                    note: str | None = None) -> dict:
-    """A draft baclofen MedicationRequest for ``daily_mg`` mg/day, capped by ``maxDosePerPeriod`` 30 mg/day."""
-    per_mg, times = regimen(daily_mg, times_now)
+                    note: str | None = None) -> dict | None:
+    """A draft baclofen MedicationRequest for ``daily_mg`` mg/day in whole tablets, capped by
+    ``maxDosePerPeriod`` 30 mg/day; None when no whole-tablet plan exists."""
+    plan = tablet_plan(daily_mg, times_now)
+    if plan is None:
+        return None
+    per_mg, times, tablet = plan
     return medication_request(
         call.patient_id, "baclofen", dose_mg=per_mg, times_per_day=times,
-        text=dosage_text(per_mg, times, daily_mg), max_mg_per_day=MAX_MG, reasons=reasons, note=note,
-        product=TABLET_10MG if _halves(per_mg) else None,
+        text=dosage_text(per_mg, times, daily_mg, tablet), max_mg_per_day=MAX_MG, reasons=reasons, note=note,
+        product=tablet.rxnorm,
     )

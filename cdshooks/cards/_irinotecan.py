@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from ..fhir.terminology import ingredient_coding
 from .clinical import MedUse, ingredient_names
 
-__all__ = ["Pathway", "STRONG", "MODERATE", "pathways_of", "partner_names", "partner_line"]
+__all__ = ["Pathway", "STRONG", "MODERATE", "INDUCERS", "pathways_of", "partner_names", "partner_line",
+           "only_inducers"]
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,23 @@ class Pathway:
 
 STRONG = (
     Pathway("cyp3a4_inhibitor", "strong CYP3A4 inhibitor", "raises SN-38 exposure (more toxicity)"),
-    Pathway("cyp3a4_inducer", "strong CYP3A4 inducer", "lowers SN-38 exposure (less effect)"),
+    Pathway("cyp3a4_inducer", "strong CYP3A4 inducer",
+            "lowers SN-38 exposure, so irinotecan may be less effective (reduced efficacy)"),
     Pathway("ugt1a1_inhibitor", "UGT1A1 inhibitor", "raises SN-38 exposure (more toxicity)"),
 )
 MODERATE = (
     Pathway("cyp3a4_moderate_inhibitor", "moderate CYP3A4 inhibitor", "may raise SN-38 exposure"),
-    Pathway("cyp3a4_moderate_inducer", "moderate CYP3A4 inducer", "may lower SN-38 exposure"),
+    Pathway("cyp3a4_moderate_inducer", "moderate CYP3A4 inducer",
+            "may lower SN-38 exposure (possibly reduced irinotecan efficacy)"),
 )
+
+
+INDUCERS = ("cyp3a4_inducer", "cyp3a4_moderate_inducer")
+
+
+def only_inducers(found: list[Pathway]) -> bool:
+    """Whether every pathway is an induction (exposure goes down, not up)."""
+    return bool(found) and all(p.drug_class in INDUCERS for p in found)
 
 
 def pathways_of(use: MedUse, pathways: tuple[Pathway, ...]) -> list[Pathway]:

@@ -50,14 +50,30 @@ Choices where the catalogue and guidelines are silent, and one disagreement
     and step ceilings are not applied there (the 30 mg/day ceiling still is in
     cirrhosis). An active baclofen whose dose cannot be computed disables the step
     ceiling and the first-order ceiling (it is not a first order). The corrected draft
-    keeps the drafted product, route and other fields; only the dosage changes.
+    keeps the drafted product, route and other fields; only the dosage changes, unless
+    the drafted tablet cannot give the dose in whole tablets (below).
+
+What changed and why (clinical review)
+    * Whole tablets: the corrected order is written in whole tablets of a product in the
+      table (``_baclofen.tablet_plan``): a 20 mg tablet drafted at 10 mg twice daily
+      becomes the 10 mg tablet twice daily (the product is replaced, the rest of the
+      draft kept); no whole-tablet plan, no corrected order (the card says so). The guideline
+      is silent on tablets; a half-tablet order is a dispensing error waiting to happen.
+    * Outside cirrhosis the card no longer calls 10 mg/day and 10 mg weekly steps "the
+      guideline schedule": 000 gives them "for severe muscle cramps" in cirrhosis only. The
+      ceilings still apply as a cautious start for off-label cramp use (our choice, quiet
+      rather than permissive), and the card says they are borrowed; the corrected order's
+      text then carries no titration schedule.
+    * Every corrected order is coded (RxNorm product) and states dose, route (by mouth) and
+      frequency.
 """
 
 from __future__ import annotations
 
 import copy
 
-from ._baclofen import MAX_MG, START_MG, STEP_MG, current_daily_mg, dosage_text, regimen, times_per_day
+from ..fhir.terminology import Product
+from ._baclofen import MAX_MG, START_MG, STEP_MG, current_daily_mg, dosage_text, tablet_plan, times_per_day
 from .card import Action, Card, Suggestion, render_detail
 from .clinical import MedUse, active_medications, findings, medication_of, using
 from .orders import medication_request
@@ -66,6 +82,11 @@ from .registry import Call, Source, rule
 CITE_000 = "Muscle Twitching: Causes and Treatment"
 SCHEDULE = ("For severe muscle cramps in cirrhosis: baclofen 10 mg/day, with weekly increases of 10 mg/day up to "
             f"30 mg/day ({CITE_000} — Treatment).")
+# Outside cirrhosis the guideline gives no baclofen schedule: the same numbers are offered as a cautious
+# start, and said to be borrowed.
+NO_SCHEDULE = ("The guideline gives a baclofen schedule only for severe muscle cramps in cirrhosis (10 mg/day, "
+               "weekly steps of 10 mg/day, at most 30 mg/day); for this patient, without cirrhosis, it has no "
+               f"schedule ({CITE_000} — Treatment).")
 INDICATION = ("Baclofen is FDA-approved for spasticity from multiple sclerosis and spinal cord diseases, not "
               f"specifically for benign fasciculations, but is used off-label for muscle cramps ({CITE_000} — Note).")
 # Dosage elements kept from the draft when its dose is corrected.
@@ -73,16 +94,35 @@ _KEEP = ("route", "method", "site", "patientInstruction", "additionalInstruction
          "asNeededCodeableConcept")
 
 
-def corrected_draft(call: Call, draft: dict, daily_mg: float) -> dict:
-    """The draft with its dosage replaced by ``daily_mg`` mg/day (same id, same medication)."""
-    per_mg, times = regimen(daily_mg, times_per_day(draft))
+def corrected_draft(call: Call, draft: dict, daily_mg: float, product: Product | None,
+                    schedule: bool = True) -> dict | None:
+    """The draft with its dosage replaced by ``daily_mg`` mg/day in whole tablets (same id), or None.
+
+    The drafted product is kept when its strength gives the doses in whole tablets; else the
+    plan's tablet replaces it (``_baclofen.tablet_plan``). None: no whole-tablet plan exists.
+    """
+    plan = tablet_plan(daily_mg, times_per_day(draft), keep=product)
+    if plan is None:
+        return None
+    per_mg, times, tablet = plan
     template = medication_request(call.patient_id, "baclofen", dose_mg=per_mg, times_per_day=times,
-                                  text=dosage_text(per_mg, times, daily_mg), max_mg_per_day=MAX_MG)
+                                  text=dosage_text(per_mg, times, daily_mg, tablet, schedule=schedule),
+                                  max_mg_per_day=MAX_MG, product=tablet.rxnorm)
     dosage = template["dosageInstruction"][0]
     original = next((d for d in draft.get("dosageInstruction") or [] if isinstance(d, dict)), {})
     kept = {k: copy.deepcopy(v) for k, v in original.items() if k in _KEEP}
     fixed = copy.deepcopy(draft)
-    fixed["dosageInstruction"] = [{**kept, **dosage}]
+    fixed["dosageInstruction"] = [{**dosage, **kept}]
+    if product is None or product.rxnorm != tablet.rxnorm:
+        ref = fixed.pop("medicationReference", None)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
+            contained = [c for c in fixed.get("contained") or [] if not (isinstance(c, dict)
+                                                                       and c.get("id") == ref["reference"][1:])]
+            if contained:
+                fixed["contained"] = contained
+            else:
+                fixed.pop("contained", None)
+        fixed["medicationCodeableConcept"] = template["medicationCodeableConcept"]
     return fixed
 
 
@@ -110,30 +150,43 @@ def _judge(call: Call, order: dict, use: MedUse, active: list[MedUse], cirrhosis
         why = [f"Baclofen order: {use.label}, {proposed:g} mg/day — " + "; ".join(w for _, w in problems) + "."]
         why += [f"Active baclofen: {u.label}" + (f", {u.daily_mg:g} mg/day" if u.daily_mg is not None else "")
                 for u in active]
-        guideline = [SCHEDULE] + ([] if indicated else [INDICATION])
+        if not cirrhosis:
+            why.append("No cirrhosis: the 10 mg/day start and 10 mg/day weekly step are the cirrhosis cramp "
+                       "schedule, offered here as a cautious start for off-label use, not as a guideline schedule "
+                       "for this patient.")
+        guideline = ([SCHEDULE] if cirrhosis else [NO_SCHEDULE]) + ([] if indicated else [INDICATION])
         suggestions = []
         if isinstance(order.get("id"), str):
-            fixed = corrected_draft(call, order, target)
-            suggestions.append(Suggestion(
-                label=f"Change the order to {target:g} mg/day",
-                actions=[Action("update", f"Baclofen {target:g} mg/day instead of {proposed:g} mg/day", fixed)]))
-        return Card(summary=f"Baclofen {proposed:g} mg/day exceeds the guideline schedule: use {target:g} mg/day",
-                    indicator="warning", detail=render_detail(why=why, guideline=guideline), suggestions=suggestions)
+            fixed = corrected_draft(call, order, target, use.product, schedule=cirrhosis)
+            if fixed is None:
+                why.append(f"No baclofen tablet in the product table gives {target:g} mg/day in whole tablets: "
+                           f"no corrected order is offered.")
+            else:
+                dose = fixed["dosageInstruction"][0]
+                per = dose["doseAndRate"][0]["doseQuantity"]["value"]
+                chosen = (fixed.get("medicationCodeableConcept") or {}).get("coding", [{}])[0]
+                if use.product is None or chosen.get("code") != use.product.rxnorm:
+                    drafted = use.product.display if use.product is not None else use.label
+                    why.append(f"{drafted} does not give {per:g} mg doses in whole tablets: the corrected order uses "
+                               f"{chosen.get('display')}.")
+                suggestions.append(Suggestion(
+                    label=f"Change the order to {target:g} mg/day",
+                    actions=[Action("update", f"Baclofen {target:g} mg/day instead of {proposed:g} mg/day", fixed)]))
+        summary = (f"Baclofen {proposed:g} mg/day exceeds the guideline schedule: use {target:g} mg/day" if cirrhosis
+                   else f"Baclofen {proposed:g} mg/day: use {target:g} mg/day (cautious dosing; the guideline "
+                        f"schedule is for cirrhosis)")
+        return Card(summary=summary, indicator="warning", detail=render_detail(why=why, guideline=guideline),
+                    suggestions=suggestions)
     if not indicated:
-        why = [f"Baclofen order: {use.label}."]
-        if call.record.complete("Condition", "Observation"):
-            why.append("No cirrhosis, muscle cramp or spasticity diagnosis in the record.")
-        else:  # unknown is not absent
-            why.append("Whether a cirrhosis, muscle cramp or spasticity diagnosis is on the record could not be "
-                       "checked: the conditions and observations received were incomplete.")
+        why = [f"Baclofen order: {use.label}.", "No cirrhosis, muscle cramp or spasticity diagnosis in the record."]
         return Card(summary="Baclofen is FDA-approved for spasticity (MS, spinal cord disease); cramps are off-label",
-                    indicator="info", detail=render_detail(why=why, guideline=[INDICATION, SCHEDULE]))
+                    indicator="info", detail=render_detail(why=why, guideline=[INDICATION, NO_SCHEDULE]))
     return None
 
 
 @rule(
     id="baclofen-dosing",
-    title="Baclofen dose and indication check",
+    title="Baclofen dose (whole tablets) and indication check",
     hooks=("order-select", "order-sign"),
     indicator="warning",
     reads={

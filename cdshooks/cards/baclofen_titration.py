@@ -16,11 +16,19 @@ When it stays silent
     or change too recent or undated.
 
 What the card suggests (info)
-    Raise baclofen by 10 mg/day, never above 30 mg/day: a MedicationRequest for the new
-    total (regimen and coding as in ``_baclofen``: the patient's number of doses a day
-    when it divides, the baclofen 10 MG Oral Tablet coding, ``maxDosePerPeriod`` 30
-    mg/day), pointing to the current order in ``priorPrescription`` when it is a
-    MedicationRequest.
+    Raise baclofen by 10 mg/day, never above 30 mg/day, as **one suggestion that replaces
+    the current order**: an ``update`` of the active baclofen MedicationRequest setting its
+    status to ``stopped``, and a ``create`` of the new order (regimen and coding as in
+    ``_baclofen``: whole tablets, the patient's number of doses a day when it divides,
+    ``maxDosePerPeriod`` 30 mg/day, by mouth) whose ``priorPrescription`` points to the
+    stopped one. Accepting it leaves one active baclofen order. When the current baclofen
+    is known only from a MedicationStatement (no order to stop), the suggestion creates
+    the new order and the card says to stop the recorded baclofen.
+
+What changed and why (clinical review)
+    The card created a new order beside the active one: accepting it left two active
+    baclofen orders (double dosing) unless the EHR stopped the first. The guideline's
+    "weekly increases" are changes of one regimen; the change is now one suggestion.
 
 Guideline
     000, Treatment (muscle cramps in cirrhosis): "Baclofen 10 mg/day, with weekly
@@ -34,6 +42,8 @@ Choices where the catalogue and guidelines are silent
 
 from __future__ import annotations
 
+import copy
+
 from ._baclofen import MAX_MG, STEP_MG, current_daily_mg, last_change, suggested_order, times_per_day
 from ._electrolytes import finding_line
 from .card import Action, Card, Suggestion, render_detail
@@ -46,7 +56,7 @@ CITE_000 = "Muscle Twitching: Causes and Treatment"
 
 @rule(
     id="baclofen-titration",
-    title="Baclofen titration for cramps in cirrhosis",
+    title="Baclofen titration for cramps in cirrhosis (replaces the current order)",
     hooks=("patient-view",),
     indicator="info",
     reads={
@@ -74,17 +84,31 @@ def evaluate(call: Call) -> Card | None:
     prior = next((u for u in uses if u.kind == "MedicationRequest" and u.reference), None)
     order = suggested_order(call, new, times_now=times_per_day(uses[0].resource), reasons=cramps,
                             note=f"Weekly step from {current:g} mg/day (guideline schedule for cramps in cirrhosis).")
-    if prior is not None:
-        order["priorPrescription"] = {"reference": prior.reference, "display": prior.label}
     why = [finding_line(f) for f in cirrhosis[:1]] + [finding_line(f) for f in cramps[:1]]
     why.append(f"Baclofen {current:g} mg/day ({uses[0].label}), started or last changed on {changed:%Y-%m-%d}.")
+    actions = []
+    if order is None:
+        why.append(f"No baclofen tablet in the product table gives {new:g} mg/day in whole tablets: no order is "
+                   f"offered.")
+    else:
+        stoppable = [u for u in uses if u.kind == "MedicationRequest" and isinstance(u.resource.get("id"), str)]
+        for use in stoppable:
+            stopped = {**copy.deepcopy(use.resource), "status": "stopped"}
+            actions.append(Action("update", f"Stop the current order: {use.label}", stopped))
+        if prior is not None:
+            order["priorPrescription"] = {"reference": prior.reference, "display": prior.label}
+        actions.append(Action("create", f"Order: {describe(order)}", order))
+        recorded = [u for u in uses if u not in stoppable]
+        if recorded:
+            why.append("Stop the recorded baclofen when the new order starts: "
+                       + ", ".join(f"{u.label} ({u.kind})" for u in recorded) + ".")
     detail = render_detail(why=why, guideline=[
         "For severe muscle cramps in cirrhosis: baclofen 10 mg/day, with weekly increases of 10 mg/day up to "
         f"30 mg/day ({CITE_000} — Treatment).",
     ])
+    suggestions = [Suggestion(label=f"Raise baclofen to {new:g} mg/day (replaces the current order)",
+                              actions=actions)] if actions else []
     return Card(
         summary=f"Baclofen {current:g} mg/day for a week or more: if cramps persist, raise to {new:g} mg/day",
-        indicator="info", detail=detail,
-        suggestions=[Suggestion(label=f"Raise baclofen to {new:g} mg/day",
-                                actions=[Action("create", f"Order: {describe(order)}", order)])],
+        indicator="info", detail=detail, suggestions=suggestions,
     )

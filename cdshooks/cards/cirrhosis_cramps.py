@@ -23,11 +23,13 @@ What the card says and suggests
 
     * with a cramp (not for twitching alone, see below): baclofen 10 mg once daily
       (MedicationRequest coded with the product table's baclofen 10 MG Oral Tablet,
-      RxNorm 197391, because the ingredient has no verified code; the weekly titration
-      in the dosage text; ``maxDosePerPeriod`` 30 mg/day), unless baclofen is active;
-    * with a cramp: albumin (MedicationRequest coded by text, no verified RxNorm code;
-      20-40 g/week in the dosage text, dose and route left to the clinician), unless
-      albumin is active;
+      RxNorm 197391, because the ingredient has no verified code; 1 tablet by mouth once
+      daily, the weekly titration in the dosage text; ``maxDosePerPeriod`` 30 mg/day),
+      unless baclofen is active;
+    * with a cramp: albumin 20-40 g/week as **advice in the card text, not an order**,
+      unless albumin is active: human albumin has no verified RxNorm code and the
+      guideline gives a weekly amount, not a dose, route and schedule a prescriber could
+      sign as it stands;
     * basic metabolic panel (LOINC 24321-2) unless a recent potassium result exists or
       the panel is ordered or done in the window; serum magnesium (LOINC 19123-9)
       likewise for magnesium.
@@ -41,6 +43,10 @@ Guideline
     abnormalities (potassium, magnesium)"; "Alternative agents include orphenadrine,
     methocarbamol, or quinidine 400 mg/day (though diarrhea occurs in one-third of
     cases)".
+
+What changed and why (clinical review)
+    Albumin was suggested as a MedicationRequest with no code and no dose, which an EHR
+    cannot sign: it is now advice in the text. The baclofen order now states its route.
 
 Where the guideline text wins over the catalogue
     The catalogue fires on cramp or fasciculation and always offers baclofen and
@@ -70,7 +76,7 @@ from ._baclofen import START_MG, suggested_order
 from ._electrolytes import finding_line, labs_complete, order_suggestions, result_line
 from .card import Action, Card, Suggestion, render_detail
 from .clinical import MedUse, active_medications, already_done, findings, ingredient_names, latest_lab, using
-from .orders import describe, medication_request
+from .orders import describe
 from .registry import Call, Source, rule
 
 CITE_000 = "Muscle Twitching: Causes and Treatment"
@@ -133,21 +139,22 @@ def evaluate(call: Call) -> Card | None:
     has_cramp = bool(cramps)
     suggestions: list[Suggestion] = []
     treatments: list[str] = []
+    advice: list[str] = []
     if has_cramp and not baclofen:
         order = suggested_order(call, START_MG, reasons=cramps,
                                 note="For severe muscle cramps in cirrhosis (guideline schedule).")
-        suggestions.append(_create(order, "Start baclofen 10 mg once daily (weekly titration to 30 mg/day)"))
-        treatments.append("baclofen")
+        if order is not None:
+            suggestions.append(_create(order, "Start baclofen 10 mg once daily (weekly titration to 30 mg/day)"))
+            treatments.append("baclofen")
     if has_cramp and not albumin:
-        order = medication_request(call.patient_id, "albumin_human", dose_mg=None, times_per_day=None,
-                                   text=ALBUMIN_TEXT, reasons=cramps)
-        suggestions.append(_create(order, "Albumin 20-40 g/week"))
+        advice.append(f"Albumin: {ALBUMIN_TEXT} Not offered as an order: human albumin has no verified RxNorm code "
+                      f"and the guideline gives a weekly amount, not a dose and schedule to sign.")
         treatments.append("albumin")
     whole = labs_complete(call)  # "no result" (and its order) only when the results arrived whole
     panels = {name: window for name, result in (("bmp_panel", potassium), ("magnesium_order", magnesium))
               if result is None and whole and not already_done(call.record, name, call.now, window)}
     suggestions += order_suggestions(call, symptoms, panels)
-    if not suggestions and not low:
+    if not suggestions and not low and not advice:
         return None
 
     why = [finding_line(f) for f in cirrhosis[:1]] + [finding_line(f) for f in symptoms[:2]]
@@ -159,6 +166,7 @@ def evaluate(call: Call) -> Card | None:
     why += [f"Albumin already active: {u.label}" for u in albumin]
     if not has_cramp:
         why.append("Twitching without a recorded cramp: baclofen and albumin are cramp treatments, not offered.")
+    why += advice
     detail = render_detail(why=why, guideline=[
         "Muscle cramps are common in patients on diuretic therapy for ascites and may respond to correction of "
         f"electrolyte abnormalities (hypokalemia, hypomagnesemia) ({CITE_000} — Muscle Cramps in Cirrhosis).",

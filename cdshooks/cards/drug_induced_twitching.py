@@ -30,6 +30,18 @@ Guideline
     during drug administration"; Critical Pitfalls: "Do not overlook medication causes";
     reference 3 (irinotecan-induced muscle twitching from a possible drug interaction).
 
+What changed and why (clinical review)
+    With an enzyme inducer (carbamazepine, phenytoin, phenobarbital, rifampin, rifabutin,
+    St John's wort; efavirenz as moderate) and no inhibitor, the card no longer suggests
+    that the interaction causes the twitching: an inducer *lowers* SN-38 exposure (the
+    Camptosar interaction text, terminology.md S12), so what it means is reduced
+    irinotecan efficacy. The card says so, says to look for another cause of the
+    twitching, and stays a **warning**: an under-dosed chemotherapy is as serious as the
+    toxicity the guideline warns of (our choice; the guideline names CYP3A4 and UGT1A1
+    metabolism but not the direction of the effect). Inhibitors (higher SN-38: toxicity,
+    twitching) keep the interaction wording. Brand-only medications (Camptosar, Tegretol,
+    Dilantin, Rifadin...) are recognised through the brand table.
+
 Choices where the catalogue and guidelines are silent
     Moderate CYP3A4 agents (erythromycin, efavirenz in the product table) also make the
     card a warning: the guideline asks to review *all* drugs with CYP3A4 or UGT1A1
@@ -40,7 +52,7 @@ Choices where the catalogue and guidelines are silent
 from __future__ import annotations
 
 from ._electrolytes import finding_line
-from ._irinotecan import MODERATE, STRONG, partner_line, partner_names, pathways_of
+from ._irinotecan import MODERATE, STRONG, only_inducers, partner_line, partner_names, pathways_of
 from .card import Card, render_detail
 from .clinical import active_medications, findings, using
 from .registry import Call, Source, rule
@@ -91,6 +103,15 @@ def evaluate(call: Call) -> Card | None:
     ]
     if partners:
         names = ", ".join(dict.fromkeys(partner_names(u, found) for u, found in partners))
+        if all(only_inducers(found) for _, found in partners):
+            why.append(f"{names[:1].upper()}{names[1:]} induces CYP3A4: it lowers exposure to SN-38, irinotecan's "
+                       f"active metabolite, so the chemotherapy may be less effective. Higher SN-38 exposure does "
+                       f"not explain the twitching here: review the inducer for the sake of irinotecan's efficacy, "
+                       f"and look for another cause of the twitching.")
+            summary = f"Irinotecan with {names}, an enzyme inducer: lower SN-38, reduced irinotecan efficacy; review"
+            if len(summary) >= 140:
+                summary = "Irinotecan with an enzyme inducer: lower SN-38, reduced irinotecan efficacy; review"
+            return Card(summary=summary, indicator="warning", detail=render_detail(why=why, guideline=guideline))
         summary = f"Twitching on irinotecan with {names}: review the interaction"
         if len(summary) >= 140:
             summary = "Twitching on irinotecan with an interacting CYP3A4/UGT1A1 drug: review it"

@@ -127,7 +127,9 @@ def _benign_after_emg(record: Record) -> list[tuple[Finding, datetime, dict]]:
     return out
 
 
-@rule(id="emg-evaluation", title="Persistent or symptomatic twitching: needle EMG and nerve conduction studies",
+@rule(id="emg-evaluation",
+      title=("Persistent or symptomatic limb twitching, no diagnosis or answering "
+             "EMG yet: needle EMG and nerve conduction studies"),
       hooks=("patient-view",), indicator="warning",
       reads={"conditions": _FINDINGS, "observations": _FINDINGS, "serviceRequests": ("emg_ncs",),
              "procedures": ("emg_ncs",), "diagnosticReports": ("emg_ncs",)},

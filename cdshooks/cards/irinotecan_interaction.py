@@ -29,12 +29,25 @@ Choices where the catalogue and guidelines are silent
     Moderate CYP3A4 agents (erythromycin, efavirenz) do not fire this card: a request to
     delete an order is strong advice, and the label asks to avoid only the strong
     agents. ``drug-induced-twitching`` names moderate agents when the patient twitches.
-    When irinotecan itself is the draft, the catalogue's suggestion is still to remove
-    that draft; the card adds that irinotecan can be reordered once the interacting drug
-    is stopped or substituted.
+    When irinotecan itself is the draft, removing it is one of two suggestions (below).
+
+What changed and why (clinical review)
+    When irinotecan is the draft and an interacting drug is active, deleting the
+    chemotherapy was the only option offered. The label's advice is to switch the
+    interacting drug (the Camptosar interaction text, terminology.md S12: ketoconazole is
+    stopped at least one week before irinotecan; enzyme-inducing anticonvulsants are
+    replaced by non-inducing ones). The card now offers, as alternatives
+    (``selectionBehavior: at-most-one``): **stop the interacting drug** (an ``update`` of
+    its active MedicationRequest to ``stopped``, keeping the irinotecan order; the card
+    says to substitute a non-interacting drug, which we do not pick) or remove the
+    irinotecan draft. An interacting drug known only from a MedicationStatement cannot be
+    stopped by the card: the text says to switch it. Brand-only names (Nizoral, Biaxin,
+    Tegretol, Dilantin, Rifadin, Camptosar) are recognised through the brand table.
 """
 
 from __future__ import annotations
+
+import copy
 
 from ._irinotecan import STRONG, partner_line, partner_names, pathways_of
 from .card import Action, Card, Suggestion, render_detail
@@ -77,22 +90,40 @@ def _partner_order(order: dict, use: MedUse, active: list[MedUse], drafted: list
     )
 
 
+def _stop(partner: MedUse, names: str) -> Suggestion | None:
+    """Stop an active interacting MedicationRequest (switching it), keeping the irinotecan order."""
+    res = partner.resource
+    if res.get("resourceType") != "MedicationRequest" or not isinstance(res.get("id"), str):
+        return None
+    stopped = {**copy.deepcopy(res), "status": "stopped"}
+    return Suggestion(label=f"Stop {names} and switch to a non-interacting drug (keep irinotecan)",
+                      actions=[Action("update", f"Stop {partner.label}", stopped)], is_recommended=True)
+
+
 def _irinotecan_order(order: dict, use: MedUse, partners: list[tuple[MedUse, list]]) -> Card:
     names = ", ".join(dict.fromkeys(partner_names(u, f) for u, f in partners))
     pathway = " and ".join(dict.fromkeys(p.name for _, f in partners for p in f))
     why = [f"Draft order: {use.label}."] + [f"Active: {partner_line(u, f)}." for u, f in partners]
-    why.append("Irinotecan can be reordered once the interacting drug is stopped or substituted.")
+    why.append("The label's advice is to switch the interacting drug to one that does not act on CYP3A4 or UGT1A1 "
+               "(a strong CYP3A4 inhibitor such as ketoconazole is stopped at least a week before irinotecan), "
+               "rather than to give up the chemotherapy; the choice of substitute is the prescriber's.")
+    suggestions = [s for s in (_stop(u, partner_names(u, f)) for u, f in partners) if s is not None]
+    statements = [u for u, _ in partners if u.resource.get("resourceType") != "MedicationRequest"]
+    if statements:
+        why.append("Recorded only as taken, not as an order the card can stop: "
+                   + ", ".join(u.label for u in statements) + ". Switch it with the patient.")
+    suggestions += _delete(order, use, "Or remove the irinotecan order")
     return Card(
-        summary=_summary(f"Irinotecan ordered while {names} ({pathway}) is active: exposure changes",
-                         "Irinotecan ordered with an active CYP3A4/UGT1A1 interacting drug: review it"),
-        indicator="warning", detail=render_detail(why=why, guideline=GUIDELINE),
-        suggestions=_delete(order, use, "Remove the irinotecan order"),
+        summary=_summary(f"Irinotecan ordered while {names} ({pathway}) is active: switch {names} or hold irinotecan",
+                         "Irinotecan ordered with an active CYP3A4/UGT1A1 interacting drug: switch it"),
+        indicator="warning", detail=render_detail(why=why, guideline=GUIDELINE), suggestions=suggestions,
+        selection_behavior="at-most-one",
     )
 
 
 @rule(
     id="irinotecan-interaction",
-    title="Irinotecan CYP3A4 / UGT1A1 interaction",
+    title="Irinotecan CYP3A4 / UGT1A1 interaction: switch the interacting drug or hold the draft",
     hooks=("order-select", "order-sign"),
     indicator="warning",
     reads={"medicationRequests": (), "medicationStatements": ()},

@@ -75,7 +75,9 @@ def _as_reason(result: Lgi1Result) -> Finding:
                    display=f"LGI1 antibody {result.shown()}", onset=result.effective, body_sites=())
 
 
-@rule(id="lgi1-immunotherapy", title="LGI1 antibody-positive hyperexcitability: IVIG and neurology",
+@rule(id="lgi1-immunotherapy",
+      title=("Recent LGI1 antibody-positive hyperexcitability with current "
+             "symptoms: IVIG advice and neurology; an old positive: re-test"),
       hooks=("patient-view",), indicator="warning",
       reads={"observations": ("lgi1_antibody_lab",) + _CURRENT, "conditions": _CURRENT,
              "medicationRequests": (), "medicationStatements": (),

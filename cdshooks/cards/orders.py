@@ -114,7 +114,8 @@ def medication_request(patient_id: str, ingredient: str, *, dose_mg: float | Non
     (an ingredient whose code is not verified).
 
     ``dose_mg`` x ``times_per_day`` becomes ``doseAndRate`` (ordered, mg) and
-    ``timing.repeat`` (frequency per 1 day); ``max_mg_per_day`` becomes
+    ``timing.repeat`` (frequency per 1 day), with the oral route (``route_oral``: every
+    drug the cards order is taken by mouth); ``max_mg_per_day`` becomes
     ``maxDosePerPeriod`` (mg per 1 d); ``text`` is the dosage text (e.g. the weekly
     titration). Pass ``dose_mg=None, times_per_day=None`` for a drug whose dose the
     card leaves to the clinician (text only).
@@ -127,6 +128,8 @@ def medication_request(patient_id: str, ingredient: str, *, dose_mg: float | Non
             raise ValueError(f"{product!r} is not a {ingredient} product of the product table")
         coding = {"system": RXNORM, "code": product, "display": entry.display}
     dosage: dict = {"text": text}
+    if dose_mg is not None:
+        dosage["route"] = {"coding": suggest_codings("route_oral"), "text": "by mouth"}
     if times_per_day is not None:
         dosage["timing"] = {"repeat": {"frequency": times_per_day, "period": 1, "periodUnit": "d"}}
     if dose_mg is not None:

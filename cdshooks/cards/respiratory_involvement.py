@@ -79,7 +79,9 @@ _ORDERS = ("pulmonology_referral", "neurology_referral", "phrenic_test")
 _CITE = "Muscle Twitching: Causes and Treatment"
 
 
-@rule(id="respiratory-involvement", title="Respiratory muscle involvement: pulmonology and neurology",
+@rule(id="respiratory-involvement",
+      title=("Respiratory muscle involvement (diaphragm paralysis, or respiratory "
+             "failure with a neuromuscular cause): pulmonology and neurology"),
       hooks=("patient-view",), indicator="critical",
       reads={"conditions": _FINDINGS, "observations": _FINDINGS, "serviceRequests": _ORDERS,
              "procedures": _ORDERS, "diagnosticReports": _ORDERS},

@@ -27,7 +27,7 @@ from typing import Iterable
 __all__ = [
     "SNOMED", "ICD10CM", "LOINC", "RXNORM", "CPT", "UCUM",
     "ValueSet", "Product", "valueset", "valueset_names", "normalize_code",
-    "ingredients", "product", "drug_class", "ingredient_coding", "is_known",
+    "ingredients", "product", "products_of", "drug_class", "ingredient_coding", "is_known",
     "concept_words", "one", "items", "codings",
 ]
 
@@ -175,6 +175,9 @@ class Product:
     ingredients: frozenset[str]
     strength_mg: float | None = None
     unit_form: str | None = None  # e.g. "tablet": what one unit of doseQuantity counts
+    # When one code is listed for several strengths and the source does not say which is which
+    # (quinidine sulfate 852877 / 852913: 200 or 300 mg), every possible strength; else empty.
+    strengths_mg: tuple[float, ...] = ()
 
 
 def _load_json(name: str) -> dict:
@@ -239,6 +242,7 @@ def _medications() -> dict:
             ingredients=frozenset(p["ingredients"]),
             strength_mg=p.get("strength_mg"),
             unit_form=p.get("unit_form"),
+            strengths_mg=tuple(p.get("strengths_mg", ())),
         )
     # An ingredient's names, plus the brand names the brand table maps to it ("Tegretol" is carbamazepine).
     brand_names: dict[str, list[str]] = {}
@@ -286,6 +290,11 @@ def product(concept: dict | None) -> Product | None:
         if one(coding.get("system")) == RXNORM and code in products:
             return products[code]
     return None
+
+
+def products_of(ingredient: str) -> list[Product]:
+    """The product table's single-ingredient products of an ingredient, in table order."""
+    return [p for p in _medications()["products"].values() if p.ingredients == frozenset({ingredient})]
 
 
 def ingredients(concept: dict | None) -> frozenset[str]:

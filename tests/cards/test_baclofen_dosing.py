@@ -52,8 +52,10 @@ def test_a_first_order_above_10_mg_is_corrected_in_place():
     assert card.indicator == "warning" and "60 mg/day" in card.detail and "use 10 mg/day" in card.summary
     fixed = update_of(card)
     assert valid(card)
-    assert fixed["id"] == "d1" and fixed["status"] == "draft" and fixed["medicationCodeableConcept"] == TABLET_20[
-        "medicationCodeableConcept"]
+    # a 20 mg tablet cannot give 10 mg in whole tablets: the corrected order uses the 10 mg tablet
+    assert fixed["id"] == "d1" and fixed["status"] == "draft"
+    assert fixed["medicationCodeableConcept"]["coding"] == TABLET_10["medicationCodeableConcept"]["coding"]
+    assert "does not give 10 mg doses in whole tablets" in card.detail
     assert daily(fixed) == 10 and fixed["dosageInstruction"][0]["route"] == ORAL
     assert fixed["dosageInstruction"][0]["maxDosePerPeriod"]["numerator"]["value"] == 30
     assert order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 1  # the draft is untouched
@@ -100,3 +102,24 @@ def test_only_baclofen_orders_are_judged_and_order_select_judges_the_selection()
     assert run("baclofen-dosing", cramp(), drafts=(other,)) == []
     assert run("baclofen-dosing", cramp(), drafts=(other, high), selected=(other,)) == []
     assert run("baclofen-dosing", cramp(), drafts=(other, high), selected=(high,))
+
+
+def test_the_drafted_tablet_is_kept_when_it_gives_whole_tablets():
+    active = med("bac", TABLET_10, dose=mg(10), per_day=1, days_ago=30)  # 10 mg/day
+    once = draft(dose=tablets(2), per_day=1)  # 20 mg tablets, 40 mg once daily: corrected to 20 mg/day
+    [card] = run("baclofen-dosing", cirrhosis(), cramp(), active, drafts=(once,))
+    fixed = update_of(card)
+    assert daily(fixed) == 20 and fixed["dosageInstruction"][0]["timing"]["repeat"]["frequency"] == 1
+    assert fixed["medicationCodeableConcept"] == TABLET_20["medicationCodeableConcept"]
+    assert "whole tablets" not in card.detail
+    twice = draft(dose=tablets(1), per_day=2)  # 20 mg tablets twice daily, 40 mg: 10 mg twice daily needs 10 mg
+    fixed = update_of(run("baclofen-dosing", cirrhosis(), cramp(), active, drafts=(twice,))[0])
+    assert daily(fixed) == 20
+    assert fixed["medicationCodeableConcept"]["coding"] == TABLET_10["medicationCodeableConcept"]["coding"]
+
+
+def test_outside_cirrhosis_the_schedule_is_not_called_the_guideline_schedule():
+    [card] = run("baclofen-dosing", cramp(), drafts=(draft(dose=mg(20), per_day=2),))
+    assert "exceeds the guideline schedule" not in card.summary and "cautious" in card.summary
+    assert "only for severe muscle cramps in cirrhosis" in card.detail
+    assert "If cramps persist" not in update_of(card)["dosageInstruction"][0]["text"]

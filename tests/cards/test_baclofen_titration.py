@@ -6,31 +6,51 @@ import pytest
 
 from cdshooks.cards._baclofen import regimen
 
-from .fhir_builders import ago, cirrhosis, cramp, med, mg, only_action, run, rx, tablets, text, twitch, valid
+from .fhir_builders import ago, cirrhosis, cramp, med, mg, run, rx, tablets, text, twitch, valid
 
 TABLET_10 = rx("197391", "baclofen 10 MG Oral Tablet")
 
 
-def test_one_step_up_keeps_a_once_daily_schedule_and_points_to_the_current_order():
+def _replace(card):
+    """The one suggestion: stop the current order(s) and create the new one."""
+    [suggestion] = card.suggestions
+    stops = [a.resource for a in suggestion.actions if a.type == "update"]
+    [create] = [a.resource for a in suggestion.actions if a.type == "create"]
+    return stops, create
+
+
+def test_one_step_up_replaces_the_current_order_and_keeps_a_once_daily_schedule():
     current = med("bac", TABLET_10, dose=tablets(1), per_day=1, days_ago=8)
     [card] = run("baclofen-titration", cirrhosis(), cramp(), current)
     assert card.indicator == "info" and valid(card)
-    order = only_action(card).resource
+    stops, order = _replace(card)
+    assert [(s["id"], s["status"]) for s in stops] == [("bac", "stopped")]  # no second active baclofen
+    assert current["status"] == "active"  # the record is untouched
     dosage = order["dosageInstruction"][0]
     assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 20
     assert dosage["timing"]["repeat"]["frequency"] == 1
-    assert order["medicationCodeableConcept"]["coding"][0]["code"] == "197391"
+    assert order["medicationCodeableConcept"]["coding"][0]["code"] == "197392"  # 20 mg once daily: one tablet
     assert order["priorPrescription"]["reference"] == "MedicationRequest/bac"
     assert "Baclofen 10 mg/day" in card.detail and "raise to 20 mg/day" in card.summary
 
 
-def test_the_step_never_passes_30_mg_a_day():
+def test_a_statement_cannot_be_stopped_by_the_card_so_the_card_says_so():
+    current = med("st", text("baclofen"), dose=mg(10), per_day=1, days_ago=20, kind="MedicationStatement")
+    [card] = run("baclofen-titration", cirrhosis(), cramp(), current)
+    stops, order = _replace(card)
+    assert stops == [] and "Stop the recorded baclofen when the new order starts" in card.detail
+
+
+def test_the_step_never_passes_30_mg_a_day_and_never_needs_half_tablets():
     current = med("bac", text("baclofen 12.5 mg"), dose=mg(12.5), per_day=2, days_ago=8)  # 25 mg/day
     [card] = run("baclofen-titration", cirrhosis(), cramp(), current)
-    dosage = only_action(card).resource["dosageInstruction"][0]
+    dosage = _replace(card)[1]["dosageInstruction"][0]
     assert (dosage["doseAndRate"][0]["doseQuantity"]["value"], dosage["timing"]["repeat"]["frequency"]) == (10, 3)
     assert run("baclofen-titration", cirrhosis(), cramp(), med("bac", TABLET_10, dose=mg(10), per_day=3,
                                                                 days_ago=30)) == []
+    odd = med("bac", text("baclofen 5 mg"), dose=mg(5), per_day=1, days_ago=8)  # 15 mg/day has no whole-tablet plan
+    [card] = run("baclofen-titration", cirrhosis(), cramp(), odd)
+    assert card.suggestions == [] and "in whole tablets" in card.detail
 
 
 @pytest.mark.parametrize("current", [

@@ -22,13 +22,14 @@ def test_full_advice_for_a_new_patient():
     [card] = run("cirrhosis-cramps", cirrhosis(), cramp())
     assert card.indicator == "info" and valid(card)
     found = actions(card)
-    assert set(found) == {"197391", "albumin human", "24321-2", "19123-9"}
+    assert set(found) == {"197391", "24321-2", "19123-9"}  # albumin is advice: no verified code, no dose
     dosage = found["197391"]["dosageInstruction"][0]
     assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 10
     assert dosage["timing"]["repeat"] == {"frequency": 1, "period": 1, "periodUnit": "d"}
     assert dosage["maxDosePerPeriod"]["numerator"]["value"] == 30
     assert "raise by 10 mg/day each week, to at most 30 mg/day" in dosage["text"]
-    assert "20-40 g per week" in found["albumin human"]["dosageInstruction"][0]["text"]
+    assert "20-40 g per week" in card.detail and "Not offered as an order" in card.detail
+    assert dosage["route"]["coding"][0]["code"] == "26643006"
     assert found["197391"]["reasonReference"][0]["reference"] == "Condition/cr"
     for alternative in ("orphenadrine", "methocarbamol", "quinidine 400 mg/day"):
         assert alternative in card.detail
@@ -53,7 +54,7 @@ def test_what_is_already_done_is_not_suggested_and_all_done_is_silent():
     baclofen = med("bac", text("baclofen 10 mg tablet"), dose=mg(10), per_day=1, kind="MedicationStatement")
     albumin = med("alb", text("Albumin human 25% solution"))
     [card] = run("cirrhosis-cramps", cirrhosis(), cramp(), baclofen, *NORMAL)
-    assert set(actions(card)) == {"albumin human"}
+    assert set(actions(card)) == set() and "Albumin: Human albumin 20-40 g" in card.detail
     assert run("cirrhosis-cramps", cirrhosis(), cramp(), baclofen, albumin, *NORMAL) == []
     [still] = run("cirrhosis-cramps", cirrhosis(), cramp(), baclofen, albumin, lab("k", K, 3.0, "mmol/L", 5),
                   NORMAL[1])

@@ -32,3 +32,19 @@ def test_quinine_and_unselected_orders_are_not_judged():
     quinidine = med_draft("q", GLUCONATE, dose=tablets(1), per_day=3)
     assert run("quinidine-caution", drafts=(quinine,)) == []
     assert run("quinidine-caution", drafts=(quinine, quinidine), selected=(quinine,)) == []
+
+
+def test_every_card_names_qt_prolongation_and_proarrhythmia():
+    [card] = run("quinidine-caution", drafts=(med_draft("q", text("quinidine sulfate 200 mg"), dose=mg(200),
+                                                        per_day=2),))
+    assert "QT" in card.summary and "prolongs the QT interval" in card.detail and "proarrhythmia" in card.detail
+
+
+def test_a_sulfate_code_shared_by_two_strengths_is_computed_for_both():
+    two_a_day = med_draft("q", rx("852877", "quinidine sulfate oral tablet"), dose=tablets(1), per_day=2)
+    [card] = run("quinidine-caution", drafts=(two_a_day,))  # 400 or 600 mg/day
+    assert card.indicator == "warning" and "400-600 mg/day" in card.detail and "check the strength" in card.detail
+    [low] = run("quinidine-caution", drafts=(med_draft("q", rx("852913"), dose=tablets(1), per_day=1),))
+    assert low.indicator == "info" and "200-300 mg/day" in low.detail
+    [high] = run("quinidine-caution", drafts=(med_draft("q", rx("852913"), dose=tablets(1), per_day=3),))
+    assert high.indicator == "warning" and "600-900 mg/day" in high.summary

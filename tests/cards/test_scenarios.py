@@ -100,3 +100,22 @@ def test_one_call_never_suggests_the_same_order_twice(app, client):
             for other in created:
                 assert not covers(one, other), f"{sc.name}: {order_key(other)} is inside {order_key(one)}"
 
+
+
+def test_every_suggested_order_is_coded_and_every_medication_order_is_dosed(app, client):
+    for sc in SCENARIOS:
+        for card in answer(app, client, sc):
+            for s in card.get("suggestions", []):
+                for a in s.get("actions", []):
+                    res = a.get("resource")
+                    if a["type"] == "delete" or res is None:
+                        continue
+                    if a["type"] == "update" and res["resourceType"] != "MedicationRequest":
+                        continue  # the clinician's own draft with a note added: its code is theirs
+                    concept = res.get("code") or res.get("medicationCodeableConcept") or {}
+                    assert concept.get("coding"), f"{sc.name}: {card['source']['topic']['code']} suggests an uncoded order"
+                    if res["resourceType"] == "MedicationRequest" and res.get("status") != "stopped":
+                        dosage = res["dosageInstruction"][0]
+                        assert dosage["doseAndRate"][0]["doseQuantity"]["value"] > 0, sc.name
+                        assert dosage["timing"]["repeat"]["frequency"] >= 1, sc.name
+                        assert dosage.get("route", {}).get("coding"), f"{sc.name}: no route"
