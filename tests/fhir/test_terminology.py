@@ -300,7 +300,7 @@ def test_interaction_classes_name_known_ingredients():
     assert t.drug_class("ugt1a1_inhibitor") == {"atazanavir", "gemfibrozil", "indinavir"}
     for p in meds["products"]:
         assert set(p["ingredients"]) <= set(meds["ingredients"])
-        assert ("strength_mg" in p) == ("unit_form" in p)
+        assert ("strength_mg" in p or "strengths_mg" in p) == ("unit_form" in p)
 
 
 # ---------------------------------------------------------------- Record.coded over the data
