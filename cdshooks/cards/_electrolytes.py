@@ -14,7 +14,7 @@ from datetime import datetime
 from .card import Action, Suggestion
 from .clinical import Finding, LabResult, already_done, latest_calcium, latest_lab
 from .clinical.elements import codes_of, items, number, one
-from .clinical.labs import range_low_text
+from .clinical.labs import lab_absent, range_low_text
 from .orders import describe, service_request
 from .registry import Call
 
@@ -64,8 +64,10 @@ def labs_complete(call: Call) -> bool:
 
 
 def missing_labs(call: Call, recent: dict[str, LabResult | None]) -> list[str]:
-    """The labs with no recent result, when that can be said (the results arrived whole); else none."""
-    return [lab for lab, r in recent.items() if r is None] if labs_complete(call) else []
+    """The labs with no recent result, when that can be said (``clinical.lab_absent``: the results
+    arrived whole and readable, none of the lab in doubt); a lab that may have one is not named."""
+    days = call.settings.lab_recent_days
+    return [lab for lab, r in recent.items() if r is None and lab_absent(call.record, lab, call.now, days)]
 
 
 def unreadable_labs(recent: dict[str, LabResult | None]) -> list[LabResult]:

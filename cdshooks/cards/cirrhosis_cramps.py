@@ -73,9 +73,18 @@ from __future__ import annotations
 
 from ..fhir.terminology import ingredient_coding
 from ._baclofen import START_MG, suggested_order
-from ._electrolytes import finding_line, labs_complete, order_suggestions, result_line
+from ._electrolytes import finding_line, order_suggestions, result_line
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import MedUse, active_medications, already_done, findings, ingredient_names, latest_lab, using
+from .clinical import (
+    MedUse,
+    active_medications,
+    already_done,
+    findings,
+    ingredient_names,
+    lab_absent,
+    latest_lab,
+    using,
+)
 from .orders import describe
 from .registry import Call, Source, rule
 
@@ -150,9 +159,10 @@ def evaluate(call: Call) -> Card | None:
         advice.append(f"Albumin: {ALBUMIN_TEXT} Not offered as an order: human albumin has no verified RxNorm code "
                       f"and the guideline gives a weekly amount, not a dose and schedule to sign.")
         treatments.append("albumin")
-    whole = labs_complete(call)  # "no result" (and its order) only when the results arrived whole
-    panels = {name: window for name, result in (("bmp_panel", potassium), ("magnesium_order", magnesium))
-              if result is None and whole and not already_done(call.record, name, call.now, window)}
+    # "no result" (and its order) only when it can be said: the results arrived whole, none in doubt
+    absent = {lab: lab_absent(call.record, lab, call.now, window) for lab in ("potassium", "magnesium")}
+    panels = {name: window for name, lab in (("bmp_panel", "potassium"), ("magnesium_order", "magnesium"))
+              if absent[lab] and not already_done(call.record, name, call.now, window)}
     suggestions += order_suggestions(call, symptoms, panels)
     if not suggestions and not low and not advice:
         return None
@@ -161,7 +171,7 @@ def evaluate(call: Call) -> Card | None:
     why += [f"Diuretic active: {_diuretic(u)} ({u.label})" for u in diuretics]
     why += [result_line(r) for r in (potassium, magnesium) if r is not None]
     why += [f"No {name} result in the last {window} days" for name, r in
-            (("potassium", potassium), ("magnesium", magnesium)) if r is None and whole]
+            (("potassium", potassium), ("magnesium", magnesium)) if r is None and absent[name]]
     why += [f"Baclofen already active: {u.label}" for u in baclofen]
     why += [f"Albumin already active: {u.label}" for u in albumin]
     if not has_cramp:

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from ._leg import cite, finding_fact, leg_findings, located_fact
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import ORDER_TYPES, absence, already_done, findings
+from .clinical import ORDER_TYPES, absence, already_done, findings, order_unsure
 from .orders import describe, service_request
 from .registry import Call, Source, rule
 
@@ -86,7 +86,8 @@ def evaluate(call: Call) -> Card | None:
 
     why = [located_fact(f, record) for f in leg] + [finding_fact(f) for f in vascular]
     why.append(absence(call.record, ORDER_TYPES, "No ankle-brachial index on file in the last "
-                       f"{call.settings.study_window_days} days", "an ankle-brachial index is already on file"))
+                       f"{call.settings.study_window_days} days", "an ankle-brachial index is already on file",
+                       unsure=order_unsure(call.record, "abi", call.now, call.settings.study_window_days)))
     guideline = [
         "Pain at rest or with walking that improves with rest may be vascular claudication from peripheral artery "
         "disease affecting the popliteal or tibial arteries: a red flag requiring evaluation "

@@ -78,7 +78,7 @@ from ..fhir.terminology import SNOMED, valueset
 from ._neuro import day, finding_fact, findings_fact, offer, when_on_file
 from ._twitch import body_twitching
 from .card import Card, render_detail
-from .clinical import ORDER_TYPES, Finding, absence, already_done, findings, onset
+from .clinical import ORDER_TYPES, Finding, absence, already_done, findings, onset, order_unsure
 from .clinical.elements import codings_of, first_time, items, one, readable, words_of
 from .orders import service_request
 from .registry import Call, Source, rule
@@ -163,7 +163,8 @@ def evaluate(call: Call) -> Card | None:
         why.append("With other symptoms: " + "; ".join(finding_fact(f) for f in symptoms))
     why.append(absence(call.record, ORDER_TYPES,
                        f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days",
-                       "an EMG or nerve conduction study is already on file"))
+                       "an EMG or nerve conduction study is already on file",
+                       unsure=order_unsure(call.record, "emg_ncs", call.now, call.settings.study_window_days)))
     guideline = [
         f"Clinical examination alone cannot reliably distinguish benign from pathologic fasciculations: do not skip "
         f"EMG in uncertain cases ({_CITE} — Critical Pitfalls).",

@@ -53,7 +53,17 @@ from __future__ import annotations
 
 from ._neuro import findings_fact, offer, on_file_fact, order_label
 from .card import Card, Suggestion, render_detail
-from .clinical import FINDING_TYPES, ORDER_TYPES, Finding, absence, already_done, findings, is_order_for
+from .clinical import (
+    FINDING_TYPES,
+    ORDER_TYPES,
+    Finding,
+    absence,
+    already_done,
+    findings,
+    is_order_for,
+    order_unsure,
+    unnamed_orders,
+)
 from .orders import service_request
 from .registry import Call, Source, rule
 
@@ -120,7 +130,10 @@ def _order_hook(call: Call, twitch: list[Finding], weak: list[Finding]) -> Card 
            f"Fasciculation: {findings_fact(twitch)}", f"Weakness or atrophy: {findings_fact(weak)}",
            absence(call.record, ORDER_TYPES, f"No neurology referral on file in the last "
                    f"{call.settings.referral_window_days} days or among the draft orders",
-                   "a neurology referral is already on file")]
+                   "a neurology referral is already on file or among the draft orders",
+                   unsure=order_unsure(call.record, "neurology_referral", call.now,
+                                       call.settings.referral_window_days)
+                   or bool(unnamed_orders(call.draft_orders)))]
     return Card(summary="Do not let the EMG delay the urgent neurology referral: fasciculations with weakness",
                 indicator="critical", detail=render_detail(why, _GUIDELINE),
                 suggestions=[_referral(call, twitch + weak)])

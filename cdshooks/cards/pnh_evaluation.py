@@ -56,6 +56,7 @@ from __future__ import annotations
 from ._neuro import day, findings_fact, offer, on_file_fact
 from .card import Card, render_detail
 from .clinical import FINDING_TYPES, ORDER_TYPES, absence, already_done, findings, lgi1_results, within
+from .clinical.labs import lgi1_in_doubt
 from .orders import service_request
 from .registry import Call, Source, rule
 
@@ -96,7 +97,7 @@ def evaluate(call: Call) -> Card | None:
                    f"{s.study_window_days} days")
     else:
         why.append(absence(call.record, ("Observation",) + ORDER_TYPES, "No LGI1 antibody result on file",
-                           "an LGI1 antibody result is on file"))
+                           "an LGI1 antibody result is on file", unsure=lgi1_in_doubt(call.record)))
     if studies is None:
         suggestions.append(offer(service_request(
             call.patient_id, "nerve_conduction", text="Nerve conduction studies with nerve stimulation for "

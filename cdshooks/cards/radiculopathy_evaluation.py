@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from ._leg import cite, finding_fact, leg_findings, located_fact
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import ORDER_TYPES, absence, already_done, findings, in_lower_limb
+from .clinical import ORDER_TYPES, absence, already_done, findings, in_lower_limb, order_unsure
 from .orders import describe, service_request
 from .registry import Call, Source, rule
 
@@ -97,7 +97,8 @@ def evaluate(call: Call) -> Card | None:
     why += [finding_fact(f) for f in radicular] + [located_fact(f, record) for f in sensory]
     why.append(absence(call.record, ORDER_TYPES,
                        f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days",
-                       "an EMG or nerve conduction study is already on file"))
+                       "an EMG or nerve conduction study is already on file",
+                       unsure=order_unsure(call.record, "emg_ncs", call.now, call.settings.study_window_days)))
     guideline = [
         "Sensory changes (numbness, tingling, burning) radiating down the leg suggest lumbar radiculopathy from nerve "
         "root compression: a red flag requiring evaluation " + cite("Red Flags Requiring Immediate Evaluation"),

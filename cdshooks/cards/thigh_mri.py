@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from ._leg import cite, finding_fact, located_fact, placing_diagnoses, thigh_findings
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import ORDER_TYPES, absence, already_done
+from .clinical import ORDER_TYPES, absence, already_done, order_unsure
 from .orders import describe, service_request
 from .registry import Call, Source, rule
 
@@ -77,7 +77,8 @@ def evaluate(call: Call) -> Card | None:
 
     why = [located_fact(f, record) for f in twitch] + [finding_fact(f) for f in structural]
     why.append(absence(call.record, ORDER_TYPES, "No MRI of the thigh on file in the last "
-                       f"{call.settings.study_window_days} days", "an MRI of the thigh is already on file"))
+                       f"{call.settings.study_window_days} days", "an MRI of the thigh is already on file",
+                       unsure=order_unsure(call.record, "thigh_mri", call.now, call.settings.study_window_days)))
     guideline = [
         "The biceps femoris has an extensive intramuscular tendon; its involvement can produce twitching-like "
         "symptoms, especially after recent strain or injury. If twitching is accompanied by pain or followed a "

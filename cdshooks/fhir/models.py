@@ -48,7 +48,7 @@ def parse(resource: dict) -> Model | None:
         return None
     try:
         return cls.model_validate(resource)
-    except (ValidationError, ValueError, TypeError, RecursionError):
+    except Exception:  # ValidationError, or the model library failing on odd input
         return None
 
 
@@ -63,7 +63,7 @@ def validation_errors(resource: dict) -> list[str]:
         cls.model_validate(resource)
     except ValidationError as exc:
         return [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-    except (ValueError, TypeError, RecursionError) as exc:
+    except Exception as exc:
         return [type(exc).__name__]
     return []
 
@@ -77,7 +77,7 @@ def invalid_paths(resource: dict) -> list[str]:
         cls.model_validate(resource)
     except ValidationError as exc:
         return [_path(tuple(err["loc"])) or "(resource)" for err in exc.errors()]
-    except (ValueError, TypeError, RecursionError):
+    except Exception:
         return ["(resource)"]
     return []
 
@@ -183,7 +183,8 @@ def read(resource: dict) -> Reading:
             return Reading(data, cls.model_validate(data), list(dict.fromkeys(problems)))
         except ValidationError as exc:
             errors = exc.errors()
-        except (ValueError, TypeError, RecursionError):
+        except Exception:  # the model library itself failed (e.g. a contained resource of unknown type)
+            problems.append(Problem(rtype, "(resource)", "could not be validated"))
             break
         if data is resource:
             try:

@@ -58,6 +58,28 @@ def _names_other_patient(reference: str, patient_ref: str) -> bool:
     return len(parts) >= 2 and parts[-2] == "Patient" and f"Patient/{parts[-1]}" != patient_ref
 
 
+def _malformed_codings(concept: dict) -> bool:
+    """Whether a CodeableConcept's ``coding`` is there but cannot be read whole: not a list of
+    objects, empty, a coding whose system or code is not a string, or one with neither code nor
+    display (a display-only coding is fine)."""
+    if "coding" not in concept:
+        return False
+    found = concept["coding"]
+    if found.__class__ is dict:
+        found = [found]
+    if found.__class__ is not list or not found:
+        return True
+    for coding in found:
+        if coding.__class__ is not dict:
+            return True
+        for key in ("system", "code"):
+            if key in coding and one(coding[key]) is None:
+                return True
+        if one(coding.get("code")) is None and one(coding.get("display")) is None:
+            return True  # a coding that names nothing
+    return False
+
+
 def _concept(resource: dict, field_name: str) -> dict:
     """The resource's main CodeableConcept as filed (a list of one is read as its item)."""
     concept = resource[field_name]
@@ -94,7 +116,7 @@ class _TypeIndex:
     concepts: dict[tuple, dict]                   # concept signature -> one such CodeableConcept
     by_code: dict[tuple[str, str], list[tuple]]   # (system, code or ICD prefix) -> signatures
     by_word: dict[str, list[tuple]]               # display / text word -> signatures
-    unreadable: int = 0                           # resources whose concept has no code, display or text
+    unreadable: int = 0                           # resources whose concept cannot be read (whole)
 
 
 class Record:
@@ -343,7 +365,7 @@ class Record:
                 words.update(concept_words(coding.get("display")))
             for w in words:
                 by_word[w].append(sig)
-            if not coded and not words:
+            if (not coded and not words) or _malformed_codings(concept):
                 unreadable += len(groups[sig])
         idx = _TypeIndex(groups, concepts, by_code, by_word, unreadable)
         self._indexes[rtype] = idx

@@ -271,3 +271,37 @@ def test_no_absence_claim_about_conditions_that_did_not_arrive_whole(app, how):
 def test_the_whole_record_still_allows_the_absence_claim(app):
     card = answer(app, demo_request(app))["mnd-red-flag"]
     assert "No motor neuron disease diagnosis on the record" in card["detail"]
+
+
+@pytest.mark.parametrize("element, value", [("status", 5), ("status", "x"), ("status", None),
+                                            ("effectiveDateTime", "99999999"), ("code", {"coding": {"a": 1}})])
+def test_a_potassium_whose_status_time_or_code_cannot_be_read_is_never_called_missing(app, element, value):
+    body = demo_request(app)
+    potassium = resource(body, "observations", "potassium")
+    potassium.pop("issued", None)
+    if value is None:
+        del potassium[element]
+    else:
+        potassium[element] = value
+    cards = answer(app, body)
+    for card in cards.values():
+        assert "potassium" not in card["summary"].lower() or "could not" in card["summary"]
+        assert "No potassium" not in card["detail"] and "No magnesium or potassium" not in card["detail"]
+        assert "potassium, magnesium or calcium" not in card["detail"]
+
+
+def test_an_order_of_unreadable_status_is_not_called_missing(app):
+    from cdshooks.tryit.fixtures import for_scenario, scenarios
+
+    sc = next(s for s in scenarios() if s.name == "claudication-abi-done")
+    body = for_scenario(sc, engine(app).services[SERVICE_IDS[sc.hook]].prefetch, now=NOW)
+    reference = answer(app, copy.deepcopy(body))
+    assert "claudication-abi" not in reference  # the ABI on file addresses it
+    for value in ("x", 5):
+        changed = copy.deepcopy(body)
+        abi = next(e["resource"] for v in changed["prefetch"].values() if isinstance(v, dict)
+                   for e in v.get("entry", []) if e["resource"]["resourceType"] in ("ServiceRequest", "Procedure"))
+        abi["status"] = value
+        card = answer(app, changed)["claudication-abi"]  # the order no longer counts as done...
+        assert "No ankle-brachial index on file" not in card["detail"]  # ...but it is never called missing
+        assert "Whether an ankle-brachial index is already on file could not be checked" in card["detail"]

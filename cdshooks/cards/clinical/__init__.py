@@ -53,15 +53,25 @@ Typical rule code::
 from .dates import parse_when, within
 from .elements import FINDING_TYPES, ORDER_TYPES, absence
 from .findings import Finding, findings, in_lower_limb, in_thigh, onset
-from .labs import LABS, LabResult, Lgi1Result, calcium_low, latest_calcium, latest_lab, lgi1_positive, lgi1_results
+from .labs import (
+    LABS,
+    LabResult,
+    Lgi1Result,
+    calcium_low,
+    lab_absent,
+    latest_calcium,
+    latest_lab,
+    lgi1_positive,
+    lgi1_results,
+)
 from .medications import MedUse, active_medications, daily_dose_mg, ingredient_names, medication_of, using
-from .orders_seen import already_done, is_order_for, order_codes, order_concept
+from .orders_seen import already_done, is_order_for, order_codes, order_concept, order_unsure, unnamed_orders
 
 __all__ = [
     "parse_when", "within", "absence", "FINDING_TYPES", "ORDER_TYPES",
     "Finding", "findings", "onset", "in_thigh", "in_lower_limb",
     "MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names",
-    "LABS", "LabResult", "Lgi1Result", "latest_lab", "latest_calcium", "calcium_low", "lgi1_results",
+    "LABS", "LabResult", "Lgi1Result", "latest_lab", "lab_absent", "latest_calcium", "calcium_low", "lgi1_results",
     "lgi1_positive",
-    "already_done", "order_codes", "order_concept", "is_order_for",
+    "already_done", "order_unsure", "unnamed_orders", "order_codes", "order_concept", "is_order_for",
 ]

@@ -24,11 +24,12 @@ FINDING_TYPES = ("Condition", "Observation")
 ORDER_TYPES = ("ServiceRequest", "Procedure", "DiagnosticReport")
 
 
-def absence(record: Record, types: tuple[str, ...], claim: str, what: str) -> str:
+def absence(record: Record, types: tuple[str, ...], claim: str, what: str, unsure: bool = False) -> str:
     """``claim`` ("No EMG ... on file in the last 365 days") when every resource of ``types`` arrived
-    whole and readable (``Record.complete``); otherwise the sentence that ``what`` ("an EMG or nerve
+    whole and readable (``Record.complete``) and the caller is not ``unsure`` (e.g. ``order_unsure``:
+    an order of unknown status or date); otherwise the sentence that ``what`` ("an EMG or nerve
     conduction study is on file") could not be checked. Unknown is not absent."""
-    if record.complete(*types):
+    if record.complete(*types) and not unsure:
         return claim
     return f"Whether {what} could not be checked: the record received was incomplete or partly unreadable"
 

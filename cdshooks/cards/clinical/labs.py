@@ -51,11 +51,15 @@ from ...fhir.terminology import ValueSet, valueset
 from .dates import FUTURE_TOLERANCE
 from .elements import codes_of, first_time, items, number, one, readable, reference_of, text_of, words_of
 
-__all__ = ["LabSpec", "LABS", "LabResult", "LabValue", "latest_lab", "latest_calcium", "calcium_low",
-           "Lgi1Result", "lgi1_results", "lgi1_positive", "RESULT_STATUSES", "read_value", "range_low_text"]
+__all__ = ["LabSpec", "LABS", "LabResult", "LabValue", "latest_lab", "latest_calcium", "calcium_low", "lab_absent",
+           "Lgi1Result", "lgi1_results", "lgi1_positive", "lgi1_in_doubt", "RESULT_STATUSES", "read_value",
+           "range_low_text"]
 
 RESULT_STATUSES = {"final", "amended", "corrected"}
+# Observation statuses that say plainly "not a result" (any other value, or none, leaves it unknown).
+_NOT_RESULT_STATUSES = {"registered", "preliminary", "cancelled", "entered-in-error"}
 _TIME_PATHS = ("effectiveDateTime", "effectivePeriod.end", "effectiveInstant", "issued")
+_TIME_SHAPE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?(T|$)")
 
 
 @dataclass(frozen=True)
@@ -221,14 +225,14 @@ def _below(value: float, comparator: str | None, limit: float) -> bool | None:
 def _time_key(raw: dict) -> str:
     """The result's time as sent (``effectiveDateTime``, ``effectivePeriod.end``, ...), for ordering."""
     usual = raw.get("effectiveDateTime")
-    if usual.__class__ is str and usual[:4].isdigit():  # the usual shape, kept fast
+    if usual.__class__ is str and _TIME_SHAPE.match(usual):  # the usual shape, kept fast
         return usual
     for path in _TIME_PATHS:
         value: object = raw
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         value = one(value)
-        if value is not None and value[:4].isdigit():
+        if value is not None and _TIME_SHAPE.match(value):
             return value
     return ""
 
@@ -380,8 +384,13 @@ def _judge(raw: dict, reading: LabValue, spec: LabSpec, corrected: float | None)
     return (None, None) if comparator is not None else (False, None)
 
 
-def _result(record: Record, spec: LabSpec, raw: dict, when: datetime, albumin_days: int) -> LabResult:
-    reading = read_value(raw) or LabValue(None)
+def _result(record: Record, spec: LabSpec, raw: dict, when: datetime, albumin_days: int,
+            sent: dict | None = None) -> LabResult:
+    """``raw`` judged; ``sent`` is the resource as received, whose value is quoted when the reader dropped it."""
+    reading = read_value(raw)
+    if (reading is None or reading.value is None) and sent is not None and sent is not raw:
+        reading = read_value(sent) or reading
+    reading = reading or LabValue(None)
     value, unit = reading.value, reading.unit_key
     default = value * spec.units[unit] if value is not None and unit in spec.units else None
     albumin = _albumin_near(record, when, albumin_days) if spec.name == "calcium" and default is not None else None
@@ -420,9 +429,41 @@ def latest_lab(record: Record, lab: str, now: datetime, window_days: int,
     recent = _dated(_candidates(record, spec), now - timedelta(days=window_days), now + FUTURE_TOLERANCE)
     for raw, when in recent:
         res = readable(record, raw)
-        if res is not None and one(res.get("status")) in RESULT_STATUSES and read_value(res) is not None:
-            return _result(record, spec, res, when, albumin_days)
+        if res is not None and one(res.get("status")) in RESULT_STATUSES:
+            return _result(record, spec, res, when, albumin_days, sent=raw)  # a dropped value: unreadable
     return None
+
+
+def _in_doubt(record: Record, spec: LabSpec, now: datetime, window_days: int) -> bool:
+    """Whether a result of the lab may lie in the window although none could be read as one: its
+    status is missing, unknown or unreadable, or it is a result whose time cannot be read."""
+    def compute() -> bool:
+        start = now - timedelta(days=window_days)
+        for raw in _coded_results(record, valueset(spec.valueset)):
+            status = one(raw.get("status"))
+            if status in _NOT_RESULT_STATUSES:
+                continue
+            if "valueQuantity" not in raw and not _has_value(raw):
+                continue
+            when = first_time(raw, *_TIME_PATHS)
+            if when is None:
+                return True   # a result (or perhaps one) of unknown date
+            if status not in RESULT_STATUSES and start <= when <= now + FUTURE_TOLERANCE:
+                return True   # perhaps a result, inside the window
+        return False
+
+    return record.memo(("lab-doubt", spec.name, now, window_days), compute)
+
+
+def lab_absent(record: Record, lab: str, now: datetime, window_days: int) -> bool:
+    """Whether it may be said that ``lab`` has no result in the window: no result found, the
+    Observations and DiagnosticReports arrived whole and readable, and no result of the lab is in
+    doubt (status or time unreadable). ``calcium`` covers ionized calcium too."""
+    labs = ("calcium", "calcium_ionized") if lab == "calcium" else (lab,)
+    if not record.complete("Observation", "DiagnosticReport"):
+        return False
+    return all(latest_lab(record, name, now, window_days) is None
+               and not _in_doubt(record, LABS[name], now, window_days) for name in labs)
 
 
 def latest_calcium(record: Record, now: datetime, window_days: int, albumin_days: int = 7) -> LabResult | None:
@@ -554,3 +595,15 @@ def lgi1_results(record: Record) -> list[Lgi1Result]:
         if raw is not None and one(raw.get("status")) in RESULT_STATUSES and when is not None:
             out.append(Lgi1Result(raw, when, lgi1_positive(raw)))
     return sorted(out, key=lambda r: r.effective, reverse=True)
+
+
+def lgi1_in_doubt(record: Record) -> bool:
+    """Whether an LGI1 antibody result may be on file although ``lgi1_results`` could not read it as
+    one: its status is missing, unknown or unreadable, or its time cannot be read."""
+    for found in _coded_results(record, valueset("lgi1_antibody_lab")):
+        status = one(found.get("status"))
+        if status in _NOT_RESULT_STATUSES:
+            continue
+        if status not in RESULT_STATUSES or first_time(found, *_TIME_PATHS) is None:
+            return True
+    return False

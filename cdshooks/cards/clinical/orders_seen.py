@@ -31,7 +31,7 @@ from ...fhir.record import CONCEPT_FIELDS, Record
 from ...fhir.terminology import normalize_code, valueset
 from .elements import codings_of, first_time, items, one, readable
 
-__all__ = ["already_done", "order_codes", "order_concept", "is_order_for"]
+__all__ = ["already_done", "order_unsure", "order_codes", "order_concept", "is_order_for", "unnamed_orders"]
 
 _STATUSES = {
     "ServiceRequest": {"active", "completed"},
@@ -39,6 +39,14 @@ _STATUSES = {
     "DiagnosticReport": {"final", "amended", "corrected", "preliminary"},
 }
 _OPEN = {"active", "in-progress", "preparation"}
+# Every status code of each type: a status outside these (or none, or unreadable) is unknown.
+_KNOWN = {
+    "ServiceRequest": {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"},
+    "Procedure": {"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed", "entered-in-error",
+                  "unknown"},
+    "DiagnosticReport": {"registered", "partial", "preliminary", "final", "amended", "corrected", "appended",
+                         "cancelled", "entered-in-error", "unknown"},
+}
 _DATES = {
     "ServiceRequest": ("authoredOn", "occurrenceDateTime", "occurrencePeriod.start"),
     "Procedure": ("performedDateTime", "performedPeriod.end", "performedPeriod.start"),
@@ -72,6 +80,29 @@ def already_done(record: Record, valueset_name: str, now: datetime, window_days:
     return best[1] if best else None
 
 
+def order_unsure(record: Record, valueset_name: str, now: datetime, window_days: int) -> bool:
+    """Whether an order of the value set may be on file in the window although ``already_done`` could
+    not count it: its status is missing, ``unknown`` or not a code of its type, or it has a counting
+    status but no readable date (a completed EMG of unknown date may be recent). A rule then does
+    not say "No X on file" (``clinical.absence``)."""
+    def compute() -> bool:
+        vs = valueset(valueset_name)
+        since = now - timedelta(days=window_days)
+        for rtype, statuses in _STATUSES.items():
+            for raw in record.coded(rtype, vs):
+                status = one(raw.get("status"))
+                when = first_time(raw, *_DATES[rtype])
+                if when is not None and when < since:
+                    continue
+                if status is None or status == "unknown" or status not in _KNOWN[rtype]:
+                    return True
+                if status in statuses and when is None and status not in _OPEN:
+                    return True
+        return False
+
+    return record.memo(("order-unsure", valueset_name, now, window_days), compute)
+
+
 def order_concept(order: dict) -> dict | None:
     """The CodeableConcept saying what an order is for (see module doc), or None."""
     rtype = one(order.get("resourceType"))
@@ -101,3 +132,18 @@ def order_codes(order: dict) -> list[tuple[str, str]]:
 def is_order_for(order: dict, valueset_name: str) -> bool:
     """Whether a (draft) order's concept is in the value set (by code, else by name)."""
     return valueset(valueset_name).matches(order_concept(order))
+
+
+def unnamed_orders(orders: list[dict]) -> list[dict]:
+    """The (draft) orders whose concept cannot be read at all: what they order is unknown, so no
+    rule may say that none of them is for X."""
+    out = []
+    for order in orders:
+        concept = order_concept(order)
+        if concept is None and order.get("medicationReference") is None:
+            out.append(order)
+        elif concept is not None and not any(
+                one(c.get("code")) or one(c.get("display")) for c in codings_of(concept)) and not one(
+                concept.get("text")):
+            out.append(order)
+    return out
