@@ -77,6 +77,7 @@ class Settings:
     max_feedback_items: int = 100              # feedback items in one request (413 past it)
     max_draft_orders: int = 200                # draft order resources in one order-select/order-sign call (413)
     request_deadline: float = 10.0             # seconds a request may take, body read included (503 past it)
+    client_timeout: float = 10.0               # seconds a client has to send a whole request (408 past it)
     auth: str = "required"                     # "required" or "off"
     trusted_issuers: str = ""                  # path of the trusted-issuers JSON file
     trust_sandbox: bool = False                # trust the public CDS Hooks sandbox (testing only)
@@ -100,6 +101,7 @@ class Settings:
             "port": int, "fetch_timeout": float, "call_budget": float, "fetch_page_cap": int,
             "fetch_max_bytes": int, "max_body_bytes": int, "jwt_clock_skew": int, "jwt_max_lifetime": int,
             "max_json_depth": int, "max_feedback_items": int, "max_draft_orders": int, "request_deadline": float,
+            "client_timeout": float,
             "trust_sandbox": _bool, "strict_rules": _bool, "rule_failure_card": _bool, "fhir_allow_http": _bool,
             "fetch_per_server": int,
             "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list,
@@ -133,7 +135,7 @@ class Settings:
         bad = [a for a in self.jwt_algorithms if a.upper() == "NONE" or a.upper().startswith("HS")]
         if bad:
             raise ConfigError(f"CDSHOOKS_JWT_ALGORITHMS may not allow {', '.join(bad)}")
-        if self.call_budget <= 0 or self.fetch_timeout <= 0 or self.request_deadline <= 0:
+        if min(self.call_budget, self.fetch_timeout, self.request_deadline, self.client_timeout) <= 0:
             raise ConfigError("time budgets must be positive")
         if self.fetch_per_server < 1:
             raise ConfigError("CDSHOOKS_FETCH_PER_SERVER must be at least 1")

@@ -1,8 +1,14 @@
 """gunicorn settings for ``make serve`` and the container: ``gunicorn -c python:cdshooks.gunicorn_conf``.
 
 Bind address and port come from CDSHOOKS_HOST / CDSHOOKS_PORT; the worker count from
-CDSHOOKS_WORKERS (default: 2 x cores + 1). Sync workers: each hook call is short and
-CPU-bound, and the FHIR fallback has its own bounded thread pool.
+CDSHOOKS_WORKERS (default: 2 x cores + 1).
+
+Workers are ``cdshooks.serving.worker.BufferingWorker``: gunicorn's threaded worker
+(CDSHOOKS_THREADS threads per process, default 4), except that a request reaches a thread
+only once it has fully arrived; until then its connection waits in the worker's event loop,
+at most CDSHOOKS_CLIENT_TIMEOUT seconds (then 408). So clients that send half a body hold
+no thread, and normal calls keep their latency beside them. gunicorn's own log lines are
+JSON without request paths (``cdshooks.serving.logger.JsonLogger``).
 """
 
 import multiprocessing
@@ -10,7 +16,9 @@ import os
 
 bind = f"{os.environ.get('CDSHOOKS_HOST', '127.0.0.1')}:{os.environ.get('CDSHOOKS_PORT', '8080')}"
 workers = int(os.environ.get("CDSHOOKS_WORKERS", 2 * multiprocessing.cpu_count() + 1))
-worker_class = "sync"
+worker_class = "cdshooks.serving.worker.BufferingWorker"
+threads = int(os.environ.get("CDSHOOKS_THREADS", 4))
+logger_class = "cdshooks.serving.logger.JsonLogger"
 timeout = 30
 graceful_timeout = 10
 keepalive = 5

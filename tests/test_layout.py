@@ -26,6 +26,7 @@ PUBLIC = {
     "cdshooks.trust": ["Issuer", "load_issuers", "mint", "Claims", "Unauthorized", "Verifier"],
     "cdshooks.store": ["IssuedCard", "Store"],
     "cdshooks.tryit": ["FIXTURES_DIR", "Scenario", "for_scenario", "scenarios"],
+    "cdshooks.serving": [],
     "cdshooks.population": ["Answer", "Service", "cards_table", "simulate"],
 }
 
@@ -42,6 +43,7 @@ ALLOWED = {
     "population": {"__init__", "tryit", "service", "cards", "fhir", "store", "config", "logs"},
     "cli": {"population", "tryit", "service", "cards", "fhir", "trust", "store", "config", "logs"},
     "gunicorn_conf": set(),
+    "serving": {"config", "logs"},
     "spark_submit": {"cli"},
     "__init__": {"service", "cards", "fhir", "trust", "store", "tryit", "config", "logs"},
 }
