@@ -10,11 +10,11 @@ A client gets ``CDSHOOKS_CLIENT_TIMEOUT`` seconds to send a request; past that i
 
 A request is handed over before it is whole only when it will be refused anyway: a declared
 ``Content-Length`` over ``CDSHOOKS_MAX_BODY_BYTES`` (the app answers 413 without reading), a
-chunked body past it (the app stops reading at the limit and answers 413), headers past 1 MiB
-(gunicorn's limits answer first) or a framing the scanner cannot follow (gunicorn's parser
-answers 400). The thread then sees the end of the stream where the buffered bytes end: it
-never waits for the client. HTTP/1.1 only; with TLS in gunicorn it behaves as the plain
-threaded worker (TLS ends at the proxy in the documented deployments).
+chunked body well past it (the app stops reading at the limit and answers 413), headers past
+gunicorn's own limits (which answer), or a framing the scanner cannot follow (gunicorn's parser
+answers 400). The thread then sees the end of the stream where the buffered bytes end, so it
+never waits for the client, and the connection closes after the answer. HTTP/1.1 only; with
+TLS in gunicorn it behaves as the plain threaded worker (TLS ends at a proxy in front).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ from ..config import Settings
 __all__ = ["BufferingWorker", "RequestBuffer"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# a chunked body goes to the app once this much past the limit is here: the app reads in pieces
+# (64 KiB) and stops past the limit, so it meets the 413 before the end of what was received
+_CHUNKED_MARGIN = 1024 * 1024
 _TIMEOUT_BODY = json.dumps({"resourceType": "OperationOutcome", "issue": [{
     "severity": "error", "code": "timeout",
     "diagnostics": "the request was not received in time"}]}).encode()
@@ -115,7 +118,7 @@ class RequestBuffer:
                     return True
                 return data.find(b"\r\n\r\n", line_end) >= 0
             present = min(size, len(data) - line_end - 2)
-            if self._decoded + present > self.max_body:
+            if self._decoded + present > self.max_body + _CHUNKED_MARGIN:
                 self.hand_over = True  # the app reads past its limit from what is here, and answers 413
                 return True
             next_line = line_end + 2 + size + 2
@@ -127,9 +130,8 @@ class RequestBuffer:
 
 class _Buffered:
     """The client socket as the request parser sees it: ``recv`` returns the bytes read ahead,
-    never waiting for the client; past them, end-of-stream after a whole request, or a reset
-    after one handed over unfinished (so the connection closes once it is answered). Everything
-    else is the real socket."""
+    then end-of-stream, never waiting for the client. After a request handed over unfinished,
+    the connection closes once it is answered. Everything else is the real socket."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.raw = sock
@@ -142,8 +144,6 @@ class _Buffered:
         self.unfinished = unfinished
 
     def recv(self, size: int, flags: int = 0) -> bytes:
-        if not self._data and self.unfinished:
-            raise ConnectionResetError(errno.ECONNRESET, "the rest of the request was not read")
         out = bytes(self._data[:size])
         del self._data[:size]
         return out
@@ -247,6 +247,13 @@ class BufferingWorker(ThreadWorker):
         conn.data_ready = True
         conn.sock.setblocking(True)
         self.enqueue_req(conn)
+
+    def _keepalive_after(self, conn, keepalive):
+        """A connection whose request was handed over unfinished closes after its answer: the
+        rest of that request may still be on its way."""
+        if isinstance(conn.sock, _Buffered) and conn.sock.unfinished:
+            return False
+        return super()._keepalive_after(conn, keepalive)
 
     def _drop(self, conn) -> None:
         try:

@@ -45,7 +45,7 @@ def test_a_request_is_whole_when_its_framing_says_so(parts, whole):
     HEAD + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",               # conflicting: the parser answers 400
     HEAD + b"Transfer-Encoding: gzip\r\n\r\n",
     HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
-    HEAD + b"Transfer-Encoding: chunked\r\n\r\n800\r\n" + b"a" * 1001,     # past the limit while still arriving
+    HEAD + b"Transfer-Encoding: chunked\r\n\r\n200000\r\n" + b"a" * 1_050_000,  # well past the limit, arriving
 ])
 def test_requests_that_will_be_refused_are_handed_over_at_once(head):
     buffer = RequestBuffer(max_body=1000)
@@ -200,3 +200,20 @@ def test_calls_in_parallel_threads_all_answer(server):
         results = list(pool.map(one, range(24)))
     assert {r[0] for r in results} == {200}
     assert len({r[1] for r in results}) == 1 and results[0][1] < 500
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413(server):
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    piece = b"x" * 65536
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"POST {SERVICE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode())
+        try:
+            for _ in range(24):  # 1.5 MB, the limit is 200 KB; never the last chunk
+                s.sendall(b"10000\r\n" + piece + b"\r\n")
+        except OSError:
+            pass  # the server may answer and close before everything is sent
+        answer = read_response(s, 5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"OperationOutcome"' in answer
