@@ -1,26 +1,39 @@
-"""Benchmark: hook-call latency and throughput over HTTP against the production server stack.
+"""Benchmark: hook-call latency and throughput over HTTP, as ratios against floors measured in the same run.
 
-Starts gunicorn (the same command as ``make serve``; development mode, where the floor route
-exists, with authentication off) on a free loopback port, then for
-three records, a typical one (~100 KB of prefetch) and a large one (~1 MB), both synthetic
-lab-heavy histories (4,400 results over 15 years for the large one), and, when
-../shared/fhir_samples is present, a real Synthea patient,
-measures with 1 and with 8 concurrent clients:
+Starts two gunicorn servers on free loopback ports, with the same worker count and worker class:
 
-* the service: ``POST /cds-services/fasciculation-patient-view`` with that prefetch
-  (unfiltered: every resource of each searched type, as a sloppy EHR would send it);
-* the floor: ``POST /_bench/parse`` with the same body, a route of the same stack that only
-  parses the JSON.
+* the service, as ``make serve`` runs it (development settings, where the floor route exists,
+  authentication off), which also answers ``POST /_bench/parse``: the project's own floor, a route
+  of the same app that only parses the body;
+* the bare floor (``bench/floor_app.py``): a minimal Flask app whose one route parses the body with
+  the standard ``json`` module, the floor of any Python service on this stack.
 
-Figures are p50/p95 latency and requests per second, and the ratio service / floor measured
-in the same run. Loops are bounded in count and time; the server is stopped at the end.
+Requests are paired: bare floor, own floor and service are called in turn, one request each, the
+order rotating from round to round, so a burst of load from elsewhere on the machine hits all three
+alike. Each request opens its own connection (gunicorn's sync workers close it after answering).
 
-    .venv/bin/python bench/run.py [--requests 300] [--seconds 20] [--json results.json]
+Records (``patient-view``; every record has a fasciculation and a cramp, so most rules run):
+
+* typical: ~110 KB, labs and vitals over 15 years, every resource of each searched type;
+* large: ~3,000 lab results (potassium, magnesium, calcium, albumin) over 12 years, a narrow prefetch
+  (only the codes the service searches for);
+* sloppy: every Observation of a diverse history (vitals, blood pressure panels, blood counts,
+  chemistry, lipids, smoking status, questionnaires: ~60 codes), ~2.4 MB, the code filter ignored;
+* synthea: the Synthea patient of ../shared/fhir_samples nearest 1.1 MB, when present;
+* 8 clients: the typical record sent by 8 concurrent clients, in alternating phases per server;
+* sweep: the sloppy shape at 100 to 30,000 Observations; the per-resource slope is a least-squares
+  fit of p50 against the number of resources.
+
+Before anything else, one typical call per worker is sent to the fresh service, all at once: the
+"first calls" row compares those with a later round of the same shape ("no cold first call").
+
+    .venv/bin/python bench/run.py [--rounds 150] [--seconds 12] [--workers N] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -34,13 +47,17 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
-
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO.parent / "shared" / "fhir_samples" / "synthea_r4_bundles_smart"
 SERVICE = "/cds-services/fasciculation-patient-view"
-FLOOR = "/_bench/parse"
+PATIENT = "Patient/bench"
+LOINC, SNOMED, ICD10 = "http://loinc.org", "http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm"
+UCUM = "http://unitsofmeasure.org"
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
+# Targets of issue 12, as ratios service / bare floor (latency) or service / floor (throughput).
+TARGETS = {"typical": 1.5, "large": 1.1, "sloppy": 1.25}
+THROUGHPUT_TARGET = 0.6
 
 
 def _free_port() -> int:
@@ -49,36 +66,63 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, workdir: Path) -> subprocess.Popen:
+def _gunicorn_settings() -> tuple[int, str, int]:
+    """(workers, worker class, threads) the service's gunicorn configuration chooses on this machine."""
+    sys.path.insert(0, str(REPO))
+    from cdshooks import gunicorn_conf
+
+    return int(gunicorn_conf.workers), str(gunicorn_conf.worker_class), int(getattr(gunicorn_conf, "threads", 1))
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, name: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"{name}: gunicorn exited during start-up")
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SystemExit(f"{name}: gunicorn did not answer /healthz within 90 s")
+
+
+def start_service(port: int, workdir: Path, workers: int) -> subprocess.Popen:
     env = dict(os.environ, CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_PORT=str(port), CDSHOOKS_ENV="development",
                CDSHOOKS_AUTH="off", CDSHOOKS_LOG_LEVEL="WARNING", CDSHOOKS_INSTANCE_PATH=str(workdir),
-               CDSHOOKS_PUBLIC_URL=f"http://127.0.0.1:{port}")
+               CDSHOOKS_PUBLIC_URL=f"http://127.0.0.1:{port}", CDSHOOKS_WORKERS=str(workers),
+               CDSHOOKS_MAX_BODY_BYTES=str(64 * 1024 * 1024))
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([str(gunicorn), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit("gunicorn exited during start-up")
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise SystemExit("gunicorn did not answer /healthz within 60 s")
+    _wait_ready(proc, port, "service")
+    return proc
 
 
+def start_floor(port: int, workers: int, worker_class: str, threads: int) -> subprocess.Popen:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen([str(gunicorn), "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
+                             "--threads", str(threads), "--log-level", "warning", "bench.floor_app:app"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_ready(proc, port, "floor")
+    return proc
+
+
+# -- records ----------------------------------------------------------------------------
 def _searchset(resources: list[dict]) -> dict:
     return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
             "entry": [{"fullUrl": f"urn:uuid:{r.get('id', uuid.uuid4())}", "resource": r} for r in resources]}
 
 
 def prefetch_from(resources: list[dict], templates: dict[str, str]) -> dict:
-    """A sloppy EHR's prefetch: every resource of a template's type, unfiltered, under the
-    first key of that type (a referenced Medication beside the MedicationRequests)."""
+    """Every resource of a template's type under the first key of that type (a referenced Medication
+    beside the MedicationRequests); the other keys get empty searchsets."""
     first: dict[str, str] = {}
     for key in sorted(templates):
         first.setdefault(templates[key].split("?", 1)[0], key)
@@ -91,139 +135,402 @@ def prefetch_from(resources: list[dict], templates: dict[str, str]) -> dict:
     return {k: _searchset(v) for k, v in grouped.items()}
 
 
-def synthea_resources() -> tuple[list[dict], str] | None:
-    if not SAMPLES.is_dir():
-        return None
-    files = sorted(SAMPLES.glob("*.json"), key=lambda p: abs(p.stat().st_size - 1_100_000))
-    bundle = json.loads(files[0].read_text())
-    return [e["resource"] for e in bundle.get("entry", []) if "resource" in e], files[0].name
-
-
-def synthetic_resources(target_bytes: int, seed: int = 7) -> list[dict]:
-    """A deterministic record: twitching, weakness, labs, medications, padded with vitals to size."""
-    rnd = random.Random(seed)
-    out: list[dict] = [
-        {"resourceType": "Condition", "id": "c-fasc", "subject": {"reference": "Patient/bench"},
+def _conditions() -> list[dict]:
+    return [
+        {"resourceType": "Condition", "id": "c-fasc", "subject": {"reference": PATIENT},
          "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
                                         "code": "active"}]},
-         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82470000",
-                              "display": "Muscle fasciculation"}]}, "onsetDateTime": "2026-08-01"},
-        {"resourceType": "Condition", "id": "c-cramp", "subject": {"reference": "Patient/bench"},
-         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R25.2"}]},
-         "onsetDateTime": "2026-09-01"},
+         "code": {"coding": [{"system": SNOMED, "code": "82470000", "display": "Muscle fasciculation"}]},
+         "onsetDateTime": "2026-08-01"},
+        {"resourceType": "Condition", "id": "c-cramp", "subject": {"reference": PATIENT},
+         "code": {"coding": [{"system": ICD10, "code": "R25.2"}]}, "onsetDateTime": "2026-09-01"},
     ]
+
+
+def _when(i: int, years: int = 15) -> str:
+    return f"20{26 - years + i % years:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z"
+
+
+def typical_resources(target_bytes: int, seed: int = 7) -> list[dict]:
+    """Twitching and cramps, then labs and vitals (6 codes) over 15 years up to ``target_bytes``."""
+    rnd = random.Random(seed)
+    out = _conditions()
     size, i = len(json.dumps(out)), 0
     codes = [("6298-4", "mmol/L", 3.2, 5.2), ("2947-0", "mmol/L", 135, 145), ("49765-1", "mg/dL", 8.4, 10.4),
              ("8867-4", "/min", 55, 95), ("8480-6", "mm[Hg]", 100, 150), ("29463-7", "kg", 60, 90)]
     while size < target_bytes:
         code, unit, lo, hi = codes[i % len(codes)]
         obs = {"resourceType": "Observation", "id": f"o{i}", "status": "final",
-               "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                         "code": "laboratory"}]}],
-               "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-               "subject": {"reference": "Patient/bench"},
-               "effectiveDateTime": f"20{10 + i % 16:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z",
-               "valueQuantity": {"value": round(rnd.uniform(lo, hi), 2), "unit": unit,
-                                 "system": "http://unitsofmeasure.org", "code": unit}}
+               "category": [{"coding": [{"system": CATEGORY, "code": "laboratory"}]}],
+               "code": {"coding": [{"system": LOINC, "code": code}]}, "subject": {"reference": PATIENT},
+               "effectiveDateTime": _when(i),
+               "valueQuantity": {"value": round(rnd.uniform(lo, hi), 2), "unit": unit, "system": UCUM, "code": unit}}
         out.append(obs)
         size += len(json.dumps(obs))
         i += 1
     return out
 
 
-def measure(url: str, body: bytes, clients: int, n_requests: int, max_seconds: float) -> dict:
-    latencies: list[float] = []
+_LABS = [("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", 3.0, 5.4),
+         ("19123-9", "Magnesium [Mass/volume] in Serum or Plasma", "mg/dL", 1.5, 2.6),
+         ("17861-6", "Calcium [Mass/volume] in Serum or Plasma", "mg/dL", 8.2, 10.6),
+         ("1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/dL", 3.2, 5.1),
+         ("1994-3", "Calcium.ionized [Moles/volume] in Blood", "mmol/L", 1.1, 1.35)]
+
+
+def _lab(i: int, code: str, display: str, unit: str, value: float, category: str = "laboratory",
+         export: bool = True) -> dict:
+    """A result; ``export`` adds what bulk exports carry beside it (meta, text, encounter, issued)."""
+    obs = {"resourceType": "Observation", "id": f"lab{i}", "status": "final",
+           "category": [{"coding": [{"system": CATEGORY, "code": category}]}],
+           "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+           "subject": {"reference": PATIENT}, "effectiveDateTime": _when(i, 12),
+           "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
+    if export:
+        obs["meta"] = {"lastUpdated": _when(i, 12)}
+        obs["category"][0]["coding"][0]["display"] = category.replace("-", " ").title()
+        obs["code"]["text"] = display
+        obs["encounter"] = {"reference": f"Encounter/e{i // 5}"}
+        obs["issued"] = _when(i, 12).replace("T10", "T14")
+    return obs
+
+
+def large_resources(n_labs: int = 3000, seed: int = 11) -> list[dict]:
+    """A narrow prefetch of a long lab history: only the electrolyte and albumin codes the service searches."""
+    rnd = random.Random(seed)
+    out = _conditions()
+    for i in range(n_labs):
+        code, display, unit, lo, hi = _LABS[i % len(_LABS)]
+        out.append(_lab(i, code, display, unit, round(rnd.uniform(lo, hi), 2), export=False))
+    return out
+
+
+_DIVERSE = _LABS + [
+    ("8867-4", "Heart rate", "/min", 55, 100), ("9279-1", "Respiratory rate", "/min", 12, 20),
+    ("8310-5", "Body temperature", "Cel", 36.1, 37.8), ("29463-7", "Body Weight", "kg", 55, 110),
+    ("8302-2", "Body Height", "cm", 150, 195), ("39156-5", "Body mass index (BMI) [Ratio]", "kg/m2", 18, 38),
+    ("2708-6", "Oxygen saturation in Arterial blood", "%", 92, 100),
+    ("72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported", "{score}", 0, 10),
+    ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", 3.5, 11),
+    ("789-8", "Erythrocytes [#/volume] in Blood by Automated count", "10*6/uL", 3.9, 5.8),
+    ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 11, 17.5),
+    ("4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count", "%", 34, 52),
+    ("787-2", "MCV [Entitic volume] by Automated count", "fL", 78, 100),
+    ("785-6", "MCH [Entitic mass] by Automated count", "pg", 26, 34),
+    ("786-4", "MCHC [Mass/volume] by Automated count", "g/dL", 31, 37),
+    ("21000-5", "Erythrocyte distribution width [Entitic volume] by Automated count", "fL", 36, 50),
+    ("777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL", 140, 450),
+    ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", 65, 180),
+    ("3094-0", "Urea nitrogen [Mass/volume] in Serum or Plasma", "mg/dL", 6, 25),
+    ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", 0.5, 1.6),
+    ("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", 132, 147),
+    ("2075-0", "Chloride [Moles/volume] in Serum or Plasma", "mmol/L", 95, 110),
+    ("2028-9", "Carbon dioxide, total [Moles/volume] in Serum or Plasma", "mmol/L", 20, 31),
+    ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", 140, 280),
+    ("2571-8", "Triglyceride [Mass/volume] in Serum or Plasma", "mg/dL", 50, 300),
+    ("18262-6", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay", "mg/dL", 60, 190),
+    ("2085-9", "Cholesterol in HDL [Mass/volume] in Serum or Plasma", "mg/dL", 30, 90),
+    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.5, 9.5),
+    ("33914-3", "Glomerular filtration rate/1.73 sq M.predicted", "mL/min/{1.73_m2}", 45, 120),
+    ("1742-6", "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 7, 60),
+    ("1920-8", "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 8, 50),
+    ("6768-6", "Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 40, 140),
+    ("1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "mg/dL", 0.1, 1.5),
+    ("2885-2", "Protein [Mass/volume] in Serum or Plasma", "g/dL", 6, 8.3),
+    ("2777-1", "Phosphate [Mass/volume] in Serum or Plasma", "mg/dL", 2.5, 4.5),
+    ("3016-3", "Thyrotropin [Units/volume] in Serum or Plasma", "m[IU]/L", 0.4, 4.5),
+    ("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", "pg/mL", 200, 900),
+    ("1989-3", "Calcidiol [Mass/volume] in Serum or Plasma", "ng/mL", 15, 60),
+    ("2157-6", "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 30, 300),
+    ("5902-2", "Prothrombin time (PT)", "s", 10, 14), ("6301-6", "INR in Platelet poor plasma", "{INR}", 0.9, 1.4),
+]
+_SMOKING = [("266919005", "Never smoked tobacco"), ("8517006", "Ex-smoker"), ("77176002", "Smoker")]
+
+
+def diverse_observations(n: int, seed: int = 5) -> list[dict]:
+    """``n`` Observations of a many-sided history: labs, vitals, blood pressure panels, smoking status,
+    questionnaire scores, in the shapes EHR exports carry (displays, encounters, reference ranges)."""
+    rnd = random.Random(seed)
+    out: list[dict] = []
+    for i in range(n):
+        kind = i % 20
+        if kind == 0:
+            obs = _lab(i, "85354-9", "Blood pressure panel with all children optional", "mm[Hg]", 0, "vital-signs")
+            del obs["valueQuantity"]
+            obs["component"] = [
+                {"code": {"coding": [{"system": LOINC, "code": c, "display": d}], "text": d},
+                 "valueQuantity": {"value": round(rnd.uniform(lo, hi)), "unit": "mm[Hg]", "system": UCUM,
+                                   "code": "mm[Hg]"}}
+                for c, d, lo, hi in (("8462-4", "Diastolic Blood Pressure", 60, 95),
+                                     ("8480-6", "Systolic Blood Pressure", 100, 160))]
+        elif kind == 1:
+            code, display = _SMOKING[i % 3]
+            obs = _lab(i, "72166-2", "Tobacco smoking status", "", 0, "social-history")
+            del obs["valueQuantity"]
+            obs["valueCodeableConcept"] = {"coding": [{"system": SNOMED, "code": code, "display": display}],
+                                           "text": display}
+        elif kind == 2:
+            obs = _lab(i, "44261-6", "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]",
+                       "{score}", rnd.randint(0, 27), "survey")
+        else:
+            code, display, unit, lo, hi = _DIVERSE[(i * 7 + kind) % len(_DIVERSE)]
+            category = "vital-signs" if unit in ("/min", "Cel", "kg", "cm", "kg/m2", "%") else "laboratory"
+            obs = _lab(i, code, display, unit, round(rnd.uniform(lo, hi), 2), category)
+            obs["referenceRange"] = [{"low": {"value": lo, "unit": unit}, "high": {"value": hi, "unit": unit}}]
+            if rnd.random() < 0.15:
+                obs["interpretation"] = [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                    "code": "H", "display": "High"}]}]
+        out.append(obs)
+    return out
+
+
+def sloppy_resources(n_obs: int) -> list[dict]:
+    return _conditions() + diverse_observations(n_obs)
+
+
+def synthea_resources() -> tuple[list[dict], str] | None:
+    if not SAMPLES.is_dir():
+        return None
+    files = sorted(SAMPLES.glob("*.json"), key=lambda p: abs(p.stat().st_size - 1_100_000))
+    if not files:
+        return None
+    bundle = json.loads(files[0].read_text())
+    return [e["resource"] for e in bundle.get("entry", []) if "resource" in e], files[0].name
+
+
+def hook_body(resources: list[dict], templates: dict[str, str]) -> bytes:
+    return json.dumps({
+        "hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/bench", "patientId": "bench"},
+        "prefetch": prefetch_from(resources, templates),
+    }).encode()
+
+
+# -- measuring --------------------------------------------------------------------------
+class Target:
+    def __init__(self, name: str, port: int, path: str):
+        self.name, self.port, self.path = name, port, path
+
+    def post(self, body: bytes) -> tuple[float, int]:
+        """(milliseconds, status) of one POST on a fresh connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        t0 = time.perf_counter()
+        conn.request("POST", self.path, body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        ms = (time.perf_counter() - t0) * 1000
+        conn.close()
+        return ms, resp.status
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
+def paired(targets: list[Target], body: bytes, rounds: int, seconds: float, warmup: int = 6) -> dict:
+    """Latencies of ``rounds`` rounds, one request to each target per round, the order rotating."""
     errors = 0
-    lock = threading.Lock()
-    stop_at = time.monotonic() + max_seconds
-    per_client = max(1, n_requests // clients)
+    for _ in range(warmup):
+        for t in targets:
+            errors += t.post(body)[1] != 200
+    lat: dict[str, list[float]] = {t.name: [] for t in targets}
+    stop_at = time.monotonic() + seconds
+    for i in range(rounds):
+        if i >= 5 and time.monotonic() > stop_at:
+            break
+        for t in targets[i % len(targets):] + targets[:i % len(targets)]:
+            ms, status = t.post(body)
+            lat[t.name].append(ms)
+            errors += status != 200
+    return {"lat": lat, "errors": errors}
 
-    def worker() -> None:
-        nonlocal errors
-        session = requests.Session()
-        mine: list[float] = []
-        bad = 0
-        for _ in range(per_client):
-            if time.monotonic() > stop_at:
-                break
-            t0 = time.perf_counter()
-            resp = session.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30)
-            mine.append((time.perf_counter() - t0) * 1000)
-            bad += resp.status_code != 200
-        with lock:
-            latencies.extend(mine)
-            errors += bad
 
-    # warm-up: every worker process parses once
-    warm = requests.Session()
-    for _ in range(10):
-        warm.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30)
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    latencies.sort()
-    return {
-        "requests": len(latencies), "errors": errors,
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 2),
-        "rps": round(len(latencies) / elapsed, 1),
-    }
+def throughput(targets: list[Target], body: bytes, clients: int, phase_seconds: float, phases: int) -> dict:
+    """Requests per second of each target under ``clients`` concurrent clients, in alternating phases."""
+    done = {t.name: 0 for t in targets}
+    spent = {t.name: 0.0 for t in targets}
+    errors = 0
+    for phase in range(phases * len(targets)):
+        target = targets[phase % len(targets)]
+        stop_at = time.monotonic() + phase_seconds
+        counts = [0] * clients
+        bad = [0] * clients
+
+        def client(k: int) -> None:
+            while time.monotonic() < stop_at:
+                bad[k] += target.post(body)[1] != 200
+                counts[k] += 1
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        t0 = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        spent[target.name] += time.perf_counter() - t0
+        done[target.name] += sum(counts)
+        errors += sum(bad)
+    return {"rps": {n: done[n] / spent[n] for n in done}, "errors": errors}
+
+
+def first_calls(target: Target, body: bytes, workers: int) -> tuple[list[float], int]:
+    """One call per worker, all at once (a sync worker holds one request at a time)."""
+    out: list[float] = [0.0] * workers
+    status = [200] * workers
+    barrier = threading.Barrier(workers)
+
+    def one(k: int) -> None:
+        barrier.wait()
+        out[k], status[k] = target.post(body)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(workers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return out, sum(s != 200 for s in status)
+
+
+def _slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of (n, ms) in microseconds per resource."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return 1000 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def _block_ratios(a: list[float], b: list[float], blocks: int = 3) -> tuple[float, float]:
+    """Lowest and highest ratio of p50s over consecutive blocks of the paired run (its spread)."""
+    size = max(1, len(a) // blocks)
+    ratios = [statistics.median(a[k:k + size]) / statistics.median(b[k:k + size])
+              for k in range(0, size * blocks, size) if a[k:k + size] and b[k:k + size]]
+    return min(ratios), max(ratios)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per measurement (default 400)")
-    parser.add_argument("--seconds", type=float, default=20, help="time cap per measurement (default 20)")
+    parser.add_argument("--rounds", type=int, default=150, help="paired rounds per record (default 150)")
+    parser.add_argument("--seconds", type=float, default=12, help="time cap per record (default 12)")
+    parser.add_argument("--workers", type=int, help="worker processes of both servers (default: the service's)")
+    parser.add_argument("--sweep", default="100,300,1000,3000,10000,30000",
+                        help="Observation counts of the size sweep (comma-separated; empty: none)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
+    workers, worker_class, threads = _gunicorn_settings()
+    workers = args.workers or workers
     workdir = REPO / "instance" / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    proc = start_server(port, workdir)
-    base = f"http://127.0.0.1:{port}"
+    svc_port, floor_port = _free_port(), _free_port()
+    procs: list[subprocess.Popen] = []
+    rows: list[dict] = []
+    errors = 0
     try:
-        services = requests.get(f"{base}/cds-services", timeout=5).json()["services"]
+        procs.append(start_service(svc_port, workdir, workers))
+        conn = http.client.HTTPConnection("127.0.0.1", svc_port, timeout=10)
+        conn.request("GET", "/cds-services")
+        services = json.loads(conn.getresponse().read())["services"]
         templates = next(s for s in services if s["hook"] == "patient-view")["prefetch"]
-        records = {"typical": synthetic_resources(100_000), "large": synthetic_resources(1_000_000, seed=11)}
+        service = Target("service", svc_port, SERVICE)
+        typical = hook_body(typical_resources(110_000), templates)
+        cold, bad = first_calls(service, typical, workers)
+        errors += bad
+        procs.append(start_floor(floor_port, workers, worker_class, threads))
+        bare, own = Target("bare", floor_port, "/parse"), Target("own", svc_port, "/_bench/parse")
+        for _ in range(3 * workers):
+            service.post(typical)
+        warm, bad = first_calls(service, typical, workers)
+        errors += bad
+        rows.append({"record": "first calls (one per worker, at once)", "bytes": len(typical), "clients": workers,
+                     "resources": None, "cold_ms": [round(x, 2) for x in cold], "warm_ms": [round(x, 2) for x in warm],
+                     "ratio": max(cold) / max(warm)})
+
+        records: list[tuple[str, list[dict], float]] = [
+            ("typical", typical_resources(110_000), 1.0), ("large", large_resources(3000), 1.0),
+            ("sloppy", sloppy_resources(2750), 1.0)]
         synthea = synthea_resources()
         if synthea:
-            records[f"synthea ({synthea[1][:20]})"] = synthea[0]
-        results = []
-        for name, resources in records.items():
-            body = json.dumps({
-                "hook": "patient-view", "hookInstance": str(uuid.uuid4()),
-                "context": {"userId": "Practitioner/bench", "patientId": "bench"},
-                "prefetch": prefetch_from(resources, templates),
-            }).encode()
-            for clients in (1, 8):
-                floor = measure(base + FLOOR, body, clients, args.requests, args.seconds)
-                service = measure(base + SERVICE, body, clients, args.requests, args.seconds)
-                results.append({"record": name, "bytes": len(body), "clients": clients, "floor": floor,
-                                "service": service,
-                                "p50_ratio": round(service["p50_ms"] / floor["p50_ms"], 2),
-                                "rps_ratio": round(service["rps"] / floor["rps"], 2)})
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+            records.append((f"synthea ({synthea[1][:24]})", synthea[0], 0.6))
+        for name, resources, share in records:
+            body = hook_body(resources, templates)
+            run = paired([bare, own, service], body, int(args.rounds * share), args.seconds * share)
+            errors += run["errors"]
+            lat = run["lat"]
+            lo, hi = _block_ratios(lat["service"], lat["bare"])
+            rows.append({"record": name, "bytes": len(body), "clients": 1, "resources": len(resources),
+                         "n": len(lat["service"]),
+                         **{f"{t}_p50": statistics.median(v) for t, v in lat.items()},
+                         "service_p95": _p(lat["service"], 0.95),
+                         "ratio": statistics.median(lat["service"]) / statistics.median(lat["bare"]),
+                         "ratio_own": statistics.median(lat["service"]) / statistics.median(lat["own"]),
+                         "spread": (lo, hi)})
+        tp = throughput([bare, service, own], typical, 8, phase_seconds=1.5, phases=3)
+        errors += tp["errors"]
+        rows.append({"record": "typical, 8 clients (req/s)", "bytes": len(typical), "clients": 8, "resources": None,
+                     "bare_rps": tp["rps"]["bare"], "own_rps": tp["rps"]["own"], "service_rps": tp["rps"]["service"],
+                     "ratio": tp["rps"]["service"] / tp["rps"]["bare"],
+                     "ratio_own": tp["rps"]["service"] / tp["rps"]["own"]})
 
-    print(f"server: gunicorn, {os.cpu_count()} cores; typical and large are synthetic lab-heavy records, "
-          "synthea is the Synthea patient nearest 1.1 MB with every resource of the searched types\n")
-    print("| record | body | clients | floor p50 / p95 ms | service p50 / p95 ms | p50 ratio | floor req/s | "
-          "service req/s | errors |")
+        sweep = [int(n) for n in args.sweep.split(",") if n.strip()]
+        points: dict[str, list[tuple[int, float]]] = {"bare": [], "own": [], "service": []}
+        for n in sweep:
+            body = hook_body(sloppy_resources(n), templates)
+            budget = min(args.seconds, 4.0)
+            run = paired([bare, own, service], body, 40, budget, warmup=2)
+            errors += run["errors"]
+            lat = run["lat"]
+            for t, v in lat.items():
+                points[t].append((n + 2, statistics.median(v)))
+            rows.append({"record": f"sweep {n:,} Observations", "bytes": len(body), "clients": 1, "resources": n + 2,
+                         "n": len(lat["service"]), **{f"{t}_p50": statistics.median(v) for t, v in lat.items()},
+                         "service_p95": _p(lat["service"], 0.95),
+                         "ratio": statistics.median(lat["service"]) / statistics.median(lat["bare"]),
+                         "ratio_own": statistics.median(lat["service"]) / statistics.median(lat["own"])})
+        if len(sweep) >= 2:
+            slopes = {t: _slope(p) for t, p in points.items()}
+            rows.append({"record": "sweep slope (µs per resource)", "bytes": None, "clients": 1, "resources": None,
+                         **{f"{t}_p50": s / 1000 for t, s in slopes.items()},
+                         "ratio": slopes["service"] / slopes["bare"], "ratio_own": slopes["service"] / slopes["own"],
+                         "slope": True})
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
+
+    print(f"\n{os.cpu_count()} cores, {workers} {worker_class} workers per server; ratios are service / bare floor "
+          "(latency p50, or req/s) and service / the project's own floor route, measured in the same run; the "
+          "spread is the lowest and highest ratio over three consecutive blocks of the paired run.\n")
+    print("| record | body | resources | bare floor p50 ms | own floor p50 ms | service p50 / p95 ms "
+          "| service / bare (spread) | service / own | target |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['record']} | {r['bytes'] // 1024} KB | {r['clients']} | {r['floor']['p50_ms']} / "
-              f"{r['floor']['p95_ms']} | {r['service']['p50_ms']} / {r['service']['p95_ms']} | {r['p50_ratio']}x | "
-              f"{r['floor']['rps']} | {r['service']['rps']} | {r['service']['errors'] + r['floor']['errors']} |")
+    for r in rows:
+        size = f"{r['bytes'] / 1024:,.0f} KB" if r.get("bytes") else ""
+        count = f"{r['resources']:,}" if r.get("resources") else ""
+        if "cold_ms" in r:
+            print(f"| {r['record']} | {size} | | | | first: max {max(r['cold_ms']):.1f}, later round: max "
+                  f"{max(r['warm_ms']):.1f} | {r['ratio']:.2f}x (first / later) | | ≈1x |")
+            continue
+        if "bare_rps" in r:
+            print(f"| {r['record']} | {size} | | {r['bare_rps']:.0f} req/s | {r['own_rps']:.0f} req/s "
+                  f"| {r['service_rps']:.0f} req/s | {r['ratio']:.2f}x | {r['ratio_own']:.2f}x "
+                  f"| ≥ {THROUGHPUT_TARGET}x |")
+            continue
+        if r.get("slope"):
+            print(f"| {r['record']} | | | {r['bare_p50'] * 1000:.1f} µs | {r['own_p50'] * 1000:.1f} µs "
+                  f"| {r['service_p50'] * 1000:.1f} µs | {r['ratio']:.2f}x | {r['ratio_own']:.2f}x | |")
+            continue
+        spread = f" ({r['spread'][0]:.2f}–{r['spread'][1]:.2f})" if "spread" in r else ""
+        target = TARGETS.get(r["record"])
+        print(f"| {r['record']} | {size} | {count} | {r['bare_p50']:.2f} | {r['own_p50']:.2f} "
+              f"| {r['service_p50']:.2f} / {r['service_p95']:.2f} | {r['ratio']:.2f}x{spread} "
+              f"| {r['ratio_own']:.2f}x | {f'≤ {target}x' if target else ''} |")
+    if errors:
+        print(f"\n{errors} requests did not answer 200")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    failed = any(r["service"]["errors"] or r["floor"]["errors"] for r in results)
-    return 1 if failed else 0
+        args.json.write_text(json.dumps(rows, indent=2, default=str))
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

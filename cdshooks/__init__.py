@@ -19,6 +19,7 @@ def create_app(settings=None) -> Flask:
     from .config import Settings
     from .service import endpoints, errors
     from .service.engine import Engine
+    from .service.jsoncodec import JSONCodecProvider
     from .store import Store
 
     settings = settings or Settings.from_env()
@@ -26,8 +27,7 @@ def create_app(settings=None) -> Flask:
     app = Flask(__name__, static_folder=None, instance_path=str(settings.instance_dir()))
     # one byte of slack: service/body.py tells "exactly the limit" from "past it" for chunked bodies too
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.compact = True  # type: ignore[attr-defined]
+    app.json = JSONCodecProvider(app)  # compact, keys in insertion order
 
     store = Store(settings.db_url())
     store.init()

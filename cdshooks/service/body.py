@@ -22,6 +22,7 @@ from typing import Any
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from . import jsoncodec
 from .errors import InvalidRequest, RequestTimeout, TooLarge
 
 __all__ = ["read_json", "read_bytes", "parse_json", "nesting_exceeds"]
@@ -120,7 +121,7 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
         raise InvalidRequest(f"The request body nests arrays and objects more than {max_depth} levels deep",
                              expression=["(body)"])
     try:
-        return json.loads(raw)
+        return jsoncodec.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("The request body is not valid JSON", expression=["(body)"]) from None
 
