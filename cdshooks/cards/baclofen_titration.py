@@ -56,6 +56,7 @@ CITE_000 = "Muscle Twitching: Causes and Treatment"
 
 @rule(
     id="baclofen-titration",
+    triggers=(("cirrhosis",), ("cramp",)),
     title="Baclofen titration for cramps in cirrhosis (replaces the current order)",
     hooks=("patient-view",),
     indicator="info",

@@ -115,6 +115,7 @@ def _create(resource: dict, label: str) -> Suggestion:
 
 @rule(
     id="cirrhosis-cramps",
+    triggers=(("cirrhosis",), ("cramp", "fasciculation")),
     title="Muscle cramps in cirrhosis",
     hooks=("patient-view",),
     indicator="warning",

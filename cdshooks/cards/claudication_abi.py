@@ -61,6 +61,7 @@ _FINDINGS = _LEG + _PLACING + _VASCULAR
 
 @rule(
     id="claudication-abi",
+    triggers=(_LEG, _VASCULAR),
     title="Leg twitching or cramps with claudication: pulses and ankle-brachial index",
     hooks=("patient-view",),
     indicator="warning",

@@ -62,6 +62,7 @@ CITE_000 = "Muscle Twitching: Causes and Treatment"
 
 @rule(
     id="drug-induced-twitching",
+    triggers=(("fasciculation",),),
     title="Twitching on irinotecan: review CYP3A4 / UGT1A1 interactions",
     hooks=("patient-view",),
     indicator="warning",

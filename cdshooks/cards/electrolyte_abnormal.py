@@ -75,6 +75,7 @@ def _repeats(call: Call, low: list[LabResult]) -> dict[str, int]:
 
 @rule(
     id="electrolyte-abnormal",
+    triggers=(("fasciculation", "cramp"),),
     title="Low potassium, magnesium or calcium with twitching or cramps",
     hooks=("patient-view",),
     indicator="warning",

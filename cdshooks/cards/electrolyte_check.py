@@ -79,6 +79,7 @@ def _or(words: list[str]) -> str:
 
 @rule(
     id="electrolyte-check",
+    triggers=(("fasciculation", "cramp"),),
     title="Check electrolytes in twitching or cramps",
     hooks=("patient-view",),
     indicator="info",

@@ -128,6 +128,7 @@ def _benign_after_emg(record: Record) -> list[tuple[Finding, datetime, dict]]:
 
 
 @rule(id="emg-evaluation",
+      triggers=(("fasciculation",),),
       title=("Persistent or symptomatic limb twitching, no diagnosis or answering "
              "EMG yet: needle EMG and nerve conduction studies"),
       hooks=("patient-view",), indicator="warning",

@@ -86,6 +86,7 @@ _LAB_RESULTS = ("potassium_lab", "magnesium_lab", "calcium_total_lab", "calcium_
 
 @rule(
     id="hamstring-twitch-care",
+    triggers=(("fasciculation",),),
     title="Hamstring twitching: benign causes and electrolytes",
     hooks=("patient-view",),
     indicator="info",

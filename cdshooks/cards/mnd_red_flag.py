@@ -140,6 +140,7 @@ def _order_hook(call: Call, twitch: list[Finding], weak: list[Finding]) -> Card 
 
 
 @rule(id="mnd-red-flag", title="Fasciculations with weakness: urgent neurology referral",
+      triggers=(("fasciculation",), ("muscle_weakness", "muscle_atrophy")),
       hooks=("patient-view", "order-select", "order-sign"), indicator="critical",
       reads={"conditions": _FINDINGS, "observations": _FINDINGS, "serviceRequests": _ORDERS,
              "procedures": _ORDERS, "diagnosticReports": _ORDERS},

@@ -69,6 +69,7 @@ _CITE_003 = "Hamstring Muscle Twitching: Causes and Clinical Approach"
 
 
 @rule(id="pnh-evaluation", title="Peripheral nerve hyperexcitability: nerve studies and LGI1 antibodies",
+      triggers=(_TRIGGERS, _SIGNS),
       hooks=("patient-view",), indicator="warning",
       reads={"conditions": _FINDINGS, "observations": _FINDINGS + ("lgi1_antibody_lab",),
              "serviceRequests": _ORDERS, "procedures": _ORDERS, "diagnosticReports": _ORDERS},

@@ -68,6 +68,7 @@ _FINDINGS = ("fasciculation",) + _RADICULAR + _SENSORY + _PLACING
 
 @rule(
     id="radiculopathy-evaluation",
+    triggers=(("fasciculation",), _RADICULAR + _SENSORY),
     title="Leg twitching with radicular or sensory symptoms: neurological exam, EMG and nerve conduction",
     hooks=("patient-view",),
     indicator="warning",

@@ -13,6 +13,14 @@ the value sets whose codes its search must include. Discovery builds each hook's
 prefetch templates from the rules of that hook. ``after`` lists rules whose outcome this
 rule consults through ``call.fired(...)``; the engine runs those first.
 
+``triggers`` (optional) says when the rule can fire at all: groups of value set names, each
+group needing at least one Condition or Observation coded in one of its sets (what
+``clinical.findings`` reads before any presence check), e.g. ``(("fasciculation",),
+("muscle_weakness", "muscle_atrophy"))``. The engine checks them once per call against the
+record's concept index and skips a rule whose triggers are absent, so a rule must return no
+card whenever they are (``tests/service/test_triggers.py`` runs every scenario with and
+without skipping and compares the cards). A rule without triggers always runs.
+
 ``load()`` imports every module of ``cdshooks.cards`` whose name does not start with
 ``_`` and is not part of the rule framework (``FRAMEWORK``: this registry, the ``Card``
 model, the order builders and the shared ``clinical`` definitions); an import error, a
@@ -29,7 +37,7 @@ from typing import Callable, Iterable, Mapping
 
 from ..config import RuleSettings
 from ..fhir.record import Record
-from ..fhir.terminology import CPT, ICD10CM, LOINC, SNOMED
+from ..fhir.terminology import CPT, ICD10CM, LOINC, SNOMED, valueset
 from .card import INDICATORS, Card
 
 __all__ = ["Rule", "Source", "Call", "rule", "load", "all_rules", "rules_for", "HOOKS", "GUIDELINES", "DATA_KEYS",
@@ -118,6 +126,11 @@ class Rule:
     evaluate: Callable[[Call], "Card | list[Card] | None"]
     after: tuple[str, ...] = ()
     doc: str = ""
+    triggers: tuple[tuple[str, ...], ...] = ()  # groups of value sets; each group must be coded in the record
+
+    def triggered(self, record: Record) -> bool:
+        """Whether every trigger group has a Condition or Observation coded in one of its value sets."""
+        return all(any(coded_finding(record, name) for name in group) for group in self.triggers)
 
     def run(self, call: Call) -> list[Card]:
         out = self.evaluate(call)
@@ -132,8 +145,18 @@ FRAMEWORK = frozenset({"registry", "card", "orders", "clinical"})
 _REGISTRY: dict[str, Rule] = {}
 
 
+def coded_finding(record: Record, name: str) -> bool:
+    """Whether a Condition or an Observation of the record is coded in value set ``name`` (memoised per call)."""
+
+    def look() -> bool:
+        vs = valueset(name)
+        return bool(record.coded("Condition", vs) or record.coded("Observation", vs))
+
+    return record.memo(("coded-finding", name), look)
+
+
 def rule(*, id: str, title: str, hooks: Iterable[str], indicator: str, reads: Mapping[str, Iterable[str]],
-         source: Source, after: Iterable[str] = ()) -> Callable:
+         source: Source, after: Iterable[str] = (), triggers: Iterable[Iterable[str]] = ()) -> Callable:
     """Register the decorated function as a rule; returns it unchanged."""
 
     def register(fn: Callable) -> Callable:
@@ -150,6 +173,7 @@ def rule(*, id: str, title: str, hooks: Iterable[str], indicator: str, reads: Ma
             id=id, title=title, hooks=hooks_t, indicator=indicator,
             reads={k: tuple(v) for k, v in reads.items()}, source=source, evaluate=fn,
             after=tuple(after), doc=(module.__doc__ or fn.__doc__ or "").strip(),
+            triggers=tuple(tuple(group) for group in triggers),
         )
         return fn
 
@@ -158,8 +182,6 @@ def rule(*, id: str, title: str, hooks: Iterable[str], indicator: str, reads: Ma
 
 def load() -> dict[str, Rule]:
     """Import every rule module once and check the registry; returns it."""
-    from ..fhir.terminology import valueset
-
     package = importlib.import_module(__package__)
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if not info.name.startswith("_") and info.name not in FRAMEWORK:
@@ -170,6 +192,11 @@ def load() -> dict[str, Rule]:
                 raise ValueError(f"rule {r.id}: unknown data key {key!r}")
             for name in names:
                 valueset(name)  # raises on an unknown value set
+        for group in r.triggers:
+            if not group:
+                raise ValueError(f"rule {r.id}: an empty trigger group")
+            for name in group:
+                valueset(name)
         for dep in r.after:
             if dep not in _REGISTRY:
                 raise ValueError(f"rule {r.id}: 'after' names unknown rule {dep!r}")

@@ -80,6 +80,7 @@ _CITE = "Muscle Twitching: Causes and Treatment"
 
 
 @rule(id="respiratory-involvement",
+      triggers=(("respiratory_muscle", "respiratory_involvement"),),
       title=("Respiratory muscle involvement (diaphragm paralysis, or respiratory "
              "failure with a neuromuscular cause): pulmonology and neurology"),
       hooks=("patient-view",), indicator="critical",

@@ -53,6 +53,7 @@ _FINDINGS = ("fasciculation", "hamstring_injury", "thigh_pain")
 
 @rule(
     id="thigh-mri",
+    triggers=(("fasciculation",), ("hamstring_injury", "thigh_pain")),
     title="Thigh twitching with hamstring injury or thigh pain: consider MRI of the thigh",
     hooks=("patient-view",),
     indicator="info",

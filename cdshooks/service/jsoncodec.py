@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from flask import Response
 from flask.json.provider import JSONProvider
 
 __all__ = ["loads", "dumps", "JSONCodecProvider"]
@@ -24,7 +25,7 @@ __all__ = ["loads", "dumps", "JSONCodecProvider"]
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
-def loads(raw: bytes | bytearray | memoryview | str) -> Any:
+def loads(raw: bytes | bytearray | str) -> Any:
     """The JSON value of ``raw``; raises ``ValueError`` (or ``UnicodeDecodeError``) when it is not JSON."""
     try:
         return orjson.loads(raw)
@@ -76,6 +77,6 @@ class JSONCodecProvider(JSONProvider):
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return loads(s)
 
-    def response(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+    def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(dumps(obj) + b"\n", mimetype=self.mimetype)
+        return Response(dumps(obj) + b"\n", mimetype=self.mimetype)
