@@ -47,6 +47,11 @@ def create_app(settings=None) -> Flask:
         app.register_blueprint(endpoints.floor_blueprint())
         _register_dev(app, settings)
     errors.register(app)
+    # Nothing loads on a worker's first call: one synthetic call per hook, and one request
+    # through Flask, now (under gunicorn once, in the master: the app is preloaded).
+    warm_ms = engine.warm_up()
+    with app.test_client() as client:
+        client.post("/_bench/parse", data=b'{"warm": [1, 2.5, "up"]}', content_type="application/json")
     # Everything loaded so far (FHIR model classes, value sets, rules) lives as long as the
     # process: keep it out of the garbage collector's full passes. A large prefetch body
     # allocates tens of thousands of objects that die with the request, so young-generation
@@ -55,7 +60,7 @@ def create_app(settings=None) -> Flask:
     gc.set_threshold(50_000, 20, 20)
     rule_ids = sorted({r.id for s in engine.services.values() for r in s.rules})
     logs.event("service.started", env=settings.env, auth=settings.auth, services=sorted(engine.services),
-               rules=rule_ids)
+               rules=rule_ids, warm_up_ms=warm_ms)
     return app
 
 

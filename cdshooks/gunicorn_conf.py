@@ -1,7 +1,8 @@
 """gunicorn settings for ``make serve`` and the container: ``gunicorn -c python:cdshooks.gunicorn_conf``.
 
 Bind address and port come from CDSHOOKS_HOST / CDSHOOKS_PORT; the worker count from
-CDSHOOKS_WORKERS (default: 2 x cores + 1).
+CDSHOOKS_WORKERS (default: 2 x CPUs + 1, where CPUs is the container's CPU quota when it has
+one, see ``cpu_limit``).
 
 Workers are ``cdshooks.serving.worker.BufferingWorker``: gunicorn's threaded worker
 (CDSHOOKS_THREADS threads per process, default 4), except that a request reaches a thread
@@ -9,16 +10,50 @@ only once it has fully arrived; until then its connection waits in the worker's 
 at most CDSHOOKS_CLIENT_TIMEOUT seconds (then 408). So clients that send half a body hold
 no thread, and normal calls keep their latency beside them. gunicorn's own log lines are
 JSON without request paths (``cdshooks.serving.logger.JsonLogger``).
+
+The app is preloaded: rules, value sets, schemas and models are imported and warmed once in the
+master (``create_app`` answers one synthetic call per hook) and shared copy-on-write by the
+workers, so no worker's first call pays for them.
 """
 
-import multiprocessing
+import math
 import os
 
+
+def cpu_limit(cgroup: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``)
+    when one is set, else the CPUs it may run on; at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    for quota_file, period_file in ((f"{cgroup}/cpu.max", None),
+                                    (f"{cgroup}/cpu/cpu.cfs_quota_us", f"{cgroup}/cpu/cpu.cfs_period_us"),
+                                    (f"{cgroup}/cpu,cpuacct/cpu.cfs_quota_us",
+                                     f"{cgroup}/cpu,cpuacct/cpu.cfs_period_us")):
+        try:
+            with open(quota_file) as f:
+                fields = f.read().split()
+            if period_file is not None:
+                with open(period_file) as f:
+                    fields = [fields[0], f.read().strip()]
+            quota, period = fields[0], fields[1] if len(fields) > 1 else "100000"
+        except (OSError, IndexError):
+            continue
+        if quota in ("max", "-1") or not quota.lstrip("-").isdigit() or not period.isdigit():
+            break
+        if int(quota) > 0 and int(period) > 0:
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+        break
+    return max(1, cpus)
+
+
 bind = f"{os.environ.get('CDSHOOKS_HOST', '127.0.0.1')}:{os.environ.get('CDSHOOKS_PORT', '8080')}"
-workers = int(os.environ.get("CDSHOOKS_WORKERS", 2 * multiprocessing.cpu_count() + 1))
+workers = int(os.environ.get("CDSHOOKS_WORKERS", 2 * cpu_limit() + 1))
 worker_class = "cdshooks.serving.worker.BufferingWorker"
 threads = int(os.environ.get("CDSHOOKS_THREADS", 4))
 logger_class = "cdshooks.serving.logger.JsonLogger"
+preload_app = True
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
@@ -33,3 +68,11 @@ limit_request_field_size = 32768
 accesslog = None  # request lines can carry identifiers in query strings; the app logs what is safe
 errorlog = "-"
 loglevel = os.environ.get("CDSHOOKS_LOG_LEVEL", "info").lower()
+
+
+def when_ready(server):
+    """The preloaded app, before the first fork: close its database connections (each worker opens its own)."""
+    app = server.app.wsgi()
+    state = getattr(app, "extensions", {}).get("cdshooks")
+    if state is not None:
+        state.store.dispose()

@@ -18,13 +18,15 @@ tolerant, writing is strict:
 from __future__ import annotations
 
 import copy
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.types import FhirBase
 from pydantic import ValidationError
 
-__all__ = ["parse", "validation_errors", "invalid_paths", "read", "Reading", "Problem", "Model"]
+__all__ = ["parse", "validation_errors", "invalid_paths", "read", "Reading", "Problem", "preload", "Model"]
 
 Model = Any  # a fhir.resources R4B model instance
 
@@ -37,6 +39,34 @@ def _model_class(resource_type: str):
         return get_fhir_model_class(resource_type)
     except (KeyError, ValueError, ImportError, AttributeError):
         return None
+
+
+def preload(resource_types: typing.Iterable[str]) -> int:
+    """Import the model classes of ``resource_types`` and of every element type they can contain.
+
+    ``fhir.resources`` imports an element's class (Period, Range, Dosage...) the first time a
+    resource carrying one is validated; start-up calls this so that no hook call pays for it.
+    Returns how many classes were loaded.
+    """
+    seen: set[str] = set()
+
+    def walk(cls: Any) -> None:
+        for spec in getattr(cls, "model_fields", {}).values():
+            for arg in typing.get_args(spec.annotation) or (spec.annotation,):
+                for kind in typing.get_args(arg) or (arg,):
+                    if isinstance(kind, type) and issubclass(kind, FhirBase) and kind.__name__ not in seen:
+                        seen.add(kind.__name__)
+                        try:
+                            walk(kind.get_model_klass())
+                        except (ImportError, AttributeError, KeyError, ValueError):
+                            continue
+
+    for resource_type in resource_types:
+        cls = _model_class(resource_type)
+        if cls is not None and resource_type not in seen:
+            seen.add(resource_type)
+            walk(cls)
+    return len(seen)
 
 
 def parse(resource: dict) -> Model | None:

@@ -3,8 +3,9 @@
 orjson was chosen by measurement (``bench/run.py``, README "Performance"): it parses a hook
 request two to three times faster than the standard ``json`` module and writes a response in
 microseconds. Reading stays as tolerant as the standard module: a body orjson refuses but
-``json`` reads (``NaN`` or ``Infinity``, integers past 64 bits, lone surrogate escapes) is read by
-``json``, so no request that was accepted before is refused now. Writing is strict: orjson writes
+``json`` reads (``NaN`` or ``Infinity``, lone surrogate escapes) is read by ``json``, so no
+request that was accepted before is refused now (an integer past 64 bits, which no FHIR element
+holds, is read as a float). Writing is strict: orjson writes
 only valid JSON (a NaN becomes ``null``); a value it cannot write falls back to ``json``.
 """
 

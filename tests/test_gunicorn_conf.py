@@ -1,0 +1,126 @@
+"""gunicorn settings: the worker count follows the container's CPU quota, and the preloaded app
+serves hook calls and feedback from forked workers (each with its own database connections)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from cdshooks import gunicorn_conf
+from cdshooks.service.engine import SERVICE_IDS
+from cdshooks.tryit.fixtures import for_scenario, scenarios
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cgroup(tmp_path: Path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(tmp_path)
+
+
+@pytest.fixture
+def cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    return 8
+
+
+def test_no_quota_means_the_cpus_the_process_may_run_on(tmp_path, cpus):
+    assert gunicorn_conf.cpu_limit(str(tmp_path)) == cpus
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path, {"cpu.max": "max 100000\n"})) == cpus
+
+
+def test_cgroup_v2_quota(tmp_path, cpus):
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path, {"cpu.max": "200000 100000\n"})) == 2
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path, {"cpu.max": "150000 100000\n"})) == 2  # 1.5 CPUs: 2
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path, {"cpu.max": "50000 100000\n"})) == 1
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path, {"cpu.max": "1600000 100000\n"})) == cpus  # above the CPUs
+
+
+def test_cgroup_v1_quota(tmp_path, cpus):
+    v1 = {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path / "a", v1)) == 3
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path / "b", {"cpu/cpu.cfs_quota_us": "-1\n",
+                                                            "cpu/cpu.cfs_period_us": "100000\n"})) == cpus
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path / "c", {"cpu,cpuacct/cpu.cfs_quota_us": "100000\n",
+                                                            "cpu,cpuacct/cpu.cfs_period_us": "100000\n"})) == 1
+
+
+def test_unreadable_quota_is_ignored(tmp_path, cpus):
+    assert gunicorn_conf.cpu_limit(_cgroup(tmp_path, {"cpu.max": "garbage\n"})) == cpus
+
+
+def test_the_app_is_preloaded():
+    assert gunicorn_conf.preload_app is True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_preloaded_workers_answer_and_find_their_issued_cards(tmp_path):
+    """Two forked workers answer hook calls; feedback on every card finds its issued record; the
+    app (and its warm-up) was built once, in the master."""
+    port = _free_port()
+    env = dict(os.environ, CDSHOOKS_PORT=str(port), CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_WORKERS="2",
+               CDSHOOKS_AUTH="off", CDSHOOKS_ENV="test", CDSHOOKS_PUBLIC_URL=f"http://127.0.0.1:{port}",
+               CDSHOOKS_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.sqlite'}",
+               CDSHOOKS_INSTANCE_PATH=str(tmp_path / "instance"), CDSHOOKS_LOG_LEVEL="INFO")
+    log = tmp_path / "gunicorn.log"
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    with open(log, "w") as err:
+        proc = subprocess.Popen([str(gunicorn), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],
+                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        discovery = requests.get(base + "/cds-services", timeout=5).json()["services"]
+        sc = next(s for s in scenarios() if s.hook == "patient-view" and s.fires)
+        service_id = SERVICE_IDS[sc.hook]
+        templates = next(s for s in discovery if s["id"] == service_id)["prefetch"]
+        cards = []
+        for _ in range(8):
+            resp = requests.post(f"{base}/cds-services/{service_id}", json=for_scenario(sc, templates),
+                                 headers={"Connection": "close"}, timeout=10)
+            assert resp.status_code == 200, resp.text
+            assert resp.headers["Content-Type"] == "application/json"
+            cards += resp.json()["cards"]
+        assert cards
+        feedback = {"feedback": [{"card": c["uuid"], "outcome": "overridden",
+                                  "outcomeTimestamp": "2026-01-01T00:00:00Z"} for c in cards]}
+        for _ in range(50):  # issued-card records may be written just behind the response
+            resp = requests.post(f"{base}/cds-services/{service_id}/feedback", json=feedback, timeout=10)
+            assert resp.status_code == 200, resp.text
+            counts = resp.json()
+            if counts["unknownCards"] == 0:
+                break
+            time.sleep(0.1)
+        assert counts["unknownCards"] == 0 and counts["stored"] == len(cards), counts
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    started = [json.loads(line) for line in log.read_text().splitlines()
+               if line.startswith("{") and '"service.started"' in line]
+    assert len(started) == 1, "create_app ran once, in the master, not once per worker"
+    assert started[0]["warm_up_ms"] > 0
