@@ -149,6 +149,7 @@ class Engine:
         from ..fhir import models
 
         store, self.store = self.store, None
+        failures, self.rule_failures = self.rule_failures, FailureCounter()  # not counted: no patient's call
         disabled, logs.logger.disabled = logs.logger.disabled, True
         try:
             models.preload(sorted({r["resourceType"] for r in _warm_up_resources()} | {"Bundle"}))
@@ -160,7 +161,7 @@ class Engine:
             logs.logger.disabled = disabled
             logs.event("service.warm_up_failed", logging.WARNING, error=type(exc).__name__)
         finally:
-            self.store = store
+            self.store, self.rule_failures = store, failures
             logs.logger.disabled = disabled
         return round((time.monotonic() - started) * 1000, 1)
 
