@@ -51,7 +51,7 @@ def create_app(settings=None) -> Flask:
     # through Flask, now (under gunicorn once, in the master: the app is preloaded).
     warm_ms = engine.warm_up()
     with app.test_client() as client:
-        client.post("/_bench/parse", data=b'{"warm": [1, 2.5, "up"]}', content_type="application/json")
+        client.get("/cds-services")  # answered, or 401 when authentication is required: either warms Flask
     # Everything loaded so far (FHIR model classes, value sets, rules) lives as long as the
     # process: keep it out of the garbage collector's full passes. A large prefetch body
     # allocates tens of thousands of objects that die with the request, so young-generation
