@@ -76,7 +76,6 @@ def _as_reason(result: Lgi1Result) -> Finding:
 
 
 @rule(id="lgi1-immunotherapy",
-      triggers=(("lgi1_antibody_lab",),),
       title=("Recent LGI1 antibody-positive hyperexcitability with current "
              "symptoms: IVIG advice and neurology; an old positive: re-test"),
       hooks=("patient-view",), indicator="warning",
