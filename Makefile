@@ -16,7 +16,7 @@ SERVE_ENV := CDSHOOKS_AUTH=$${CDSHOOKS_AUTH:-off} \
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
 	@touch $(STAMP)
 
 serve: $(STAMP)

@@ -29,7 +29,7 @@ def create_app(settings=None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json = JSONCodecProvider(app)  # compact, keys in insertion order
 
-    store = Store(settings.db_url())
+    store = Store(settings.db_url(), **settings.store_options())
     store.init()
     engine = Engine(settings, store)
     verifier = None

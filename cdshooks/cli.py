@@ -1,4 +1,4 @@
-"""The ``cdshooks`` command: rules, token, evaluate, simulate, load-fixtures, feedback-report.
+"""The ``cdshooks`` command: rules, token, evaluate, simulate, load-fixtures, feedback-report, db.
 
 Every command prints a one-line error and exits non-zero on bad input; no tracebacks.
 """
@@ -13,6 +13,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from .cards.registry import HOOKS
 from .config import ConfigError, Settings
@@ -78,10 +80,17 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_feedback_report(args: argparse.Namespace) -> int:
-    from .store import Store
+    from .store import Store, StoreUnavailable
 
     settings = Settings.from_env()
-    rows = Store(args.database or settings.db_url()).report()
+    store = Store(args.database or settings.db_url(), **(settings.store_options() | {"queue_size": 0}))
+    try:
+        store.init()
+        rows = store.report()
+    except (StoreUnavailable, SQLAlchemyError) as exc:
+        raise CommandError(f"the database cannot be read: {type(exc).__name__}") from None
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -92,6 +101,27 @@ def _cmd_feedback_report(args: argparse.Namespace) -> int:
     for r in rows:
         reasons = ", ".join(f"{code} ({n})" for code, n in r["topOverrideReasons"]) or "-"
         print(f"{r['rule']:<26} {r['issued']:>7} {r['accepted']:>9} {r['overridden']:>11}  {reasons}")
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from .store import Store, migrate
+
+    settings = Settings.from_env()
+    store = Store(args.database or settings.db_url(), queue_size=0, connect_timeout=settings.db_connect_timeout)
+    try:
+        if args.action == "upgrade":
+            before, after = migrate.upgrade(store.engine)
+            print(f"schema upgraded from {before or 'empty'} to {after}" if before != after
+                  else f"schema already at {after}")
+        else:
+            have, want = migrate.current(store.engine), migrate.head()
+            print(f"schema at {have or 'none'}; this version needs {want}")
+            return 0 if have == want else 1
+    except SQLAlchemyError as exc:
+        raise CommandError(f"the database cannot be reached or migrated: {type(exc).__name__}") from None
+    finally:
+        store.close()
     return 0
 
 
@@ -269,6 +299,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--database", help="SQLAlchemy URL (default: CDSHOOKS_DATABASE_URL or the instance SQLite file)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_feedback_report)
+
+    p = sub.add_parser("db", help="the database schema: upgrade to this version's migrations, or show its revision")
+    p.add_argument("action", choices=["upgrade", "current"],
+                   help="upgrade: run the migrations (safe while the service runs); current: exit 1 unless at head")
+    p.add_argument("--database", help="SQLAlchemy URL (default: CDSHOOKS_DATABASE_URL or the instance SQLite file)")
+    p.set_defaults(func=_cmd_db)
 
     _add_population_commands(sub, CommandError)
     return parser

@@ -61,6 +61,11 @@ class Settings:
     port: int = 8080
     public_url: str = ""                       # externally visible base URL, e.g. https://cds.example.org
     database_url: str = ""                     # default: sqlite file in the instance folder
+    db_migrate: bool = True                    # start-up runs the migrations (else checks the schema is at head)
+    db_connect_timeout: float = 3.0            # seconds to wait for a database connection
+    issued_retention_days: int = 365           # issued-card records kept this long (0: forever)
+    replay_purge_seconds: int = 60             # expired replay-cache entries deleted this often
+    issued_queue_size: int = 10000             # issued-card records waiting to be written (0: written in the call)
     instance_path: str = ""                    # default: ./instance
     env: str = "development"                   # or "production"
     fhir_servers: tuple[str, ...] = ()         # base URLs the service may call back
@@ -104,6 +109,8 @@ class Settings:
             "client_timeout": float,
             "trust_sandbox": _bool, "strict_rules": _bool, "rule_failure_card": _bool, "fhir_allow_http": _bool,
             "fetch_per_server": int,
+            "db_migrate": _bool, "db_connect_timeout": float, "issued_retention_days": int,
+            "replay_purge_seconds": int, "issued_queue_size": int,
             "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list,
         }
         for f in fields(cls):
@@ -141,6 +148,9 @@ class Settings:
             raise ConfigError("CDSHOOKS_FETCH_PER_SERVER must be at least 1")
         if min(self.max_body_bytes, self.max_json_depth, self.max_feedback_items, self.max_draft_orders) < 1:
             raise ConfigError("request limits must be positive")
+        if self.issued_retention_days < 0 or self.issued_queue_size < 0 or self.replay_purge_seconds < 1:
+            raise ConfigError("CDSHOOKS_ISSUED_RETENTION_DAYS and CDSHOOKS_ISSUED_QUEUE_SIZE must be 0 or more, "
+                              "CDSHOOKS_REPLAY_PURGE_SECONDS at least 1")
         return self
 
     def with_(self, **changes) -> "Settings":
@@ -148,6 +158,12 @@ class Settings:
 
     def instance_dir(self) -> Path:
         return Path(self.instance_path or "instance").resolve()
+
+    def store_options(self) -> dict:
+        """Keyword arguments of ``store.Store`` from these settings."""
+        return {"issued_retention_days": self.issued_retention_days, "replay_purge_seconds": self.replay_purge_seconds,
+                "queue_size": self.issued_queue_size, "connect_timeout": self.db_connect_timeout,
+                "migrate_on_init": self.db_migrate}
 
     def db_url(self) -> str:
         if self.database_url:

@@ -76,3 +76,10 @@ def when_ready(server):
     state = getattr(app, "extensions", {}).get("cdshooks")
     if state is not None:
         state.store.dispose()
+
+
+def worker_exit(server, worker):
+    """A worker stops cleanly: write the issued-card records still queued (see store/writer.py)."""
+    from cdshooks.store.writer import close_all
+
+    close_all()

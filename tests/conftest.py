@@ -11,6 +11,7 @@ import pytest
 from cdshooks import create_app
 from cdshooks.config import Settings
 
+from . import postgres
 from .probe_rules import probe_rules  # noqa: F401 - fixture for the CLI, playground and browser tests
 from .spec_checks import check_response
 
@@ -63,6 +64,29 @@ class CheckedClient:
         if resp.status_code == 200:
             check_response(resp.get_json())
         return resp
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster on loopback for the session; skips when one cannot be started."""
+    try:
+        cluster = postgres.start()
+    except RuntimeError as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """A fresh, empty database: an SQLite file, then a database in the throwaway PostgreSQL cluster."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite'}"
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    name = cluster.create_database()
+    yield cluster.url(name)
+    cluster.drop_database(name)
 
 
 @pytest.fixture

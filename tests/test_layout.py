@@ -1,7 +1,7 @@
 """The package's layout: each subpackage's public names, and imports that only run downward.
 
 Layers, top to bottom: cli -> population -> tryit -> service -> cards -> fhir; trust and store
-beside them; config and logs at the bottom. The population runners may build the whole app
+beside them; config, logs and metrics at the bottom. The population runners may build the whole app
 (``create_app``) to answer calls in-process. A module may import its own subpackage and those
 below it, never one above.
 """
@@ -24,7 +24,7 @@ PUBLIC = {
     "cdshooks.fhir": ["patients", "resolve_dates", "FetchError", "FhirClient", "Record", "CPT", "ICD10CM", "LOINC",
                       "RXNORM", "SNOMED", "UCUM", "valueset"],
     "cdshooks.trust": ["Issuer", "load_issuers", "mint", "Claims", "Unauthorized", "Verifier"],
-    "cdshooks.store": ["IssuedCard", "Store"],
+    "cdshooks.store": ["IssuedCard", "Store", "StoreUnavailable"],
     "cdshooks.tryit": ["FIXTURES_DIR", "Scenario", "for_scenario", "scenarios"],
     "cdshooks.serving": [],
     "cdshooks.population": ["Answer", "Service", "cards_table", "simulate"],
@@ -34,18 +34,19 @@ PUBLIC = {
 ALLOWED = {
     "config": set(),
     "logs": set(),
-    "store": {"config", "logs"},
-    "trust": {"config", "logs", "store"},
-    "fhir": {"config", "logs"},
+    "metrics": set(),
+    "store": {"config", "logs", "metrics"},
+    "trust": {"config", "logs", "metrics", "store"},
+    "fhir": {"config", "logs", "metrics"},
     "cards": {"fhir", "config", "logs"},
-    "service": {"cards", "fhir", "trust", "store", "config", "logs"},
+    "service": {"cards", "fhir", "trust", "store", "config", "logs", "metrics"},
     "tryit": {"service", "cards", "fhir", "store", "config", "logs"},
     "population": {"__init__", "tryit", "service", "cards", "fhir", "store", "config", "logs"},
     "cli": {"population", "tryit", "service", "cards", "fhir", "trust", "store", "config", "logs"},
-    "gunicorn_conf": set(),
+    "gunicorn_conf": {"store"},
     "serving": {"config", "logs"},
     "spark_submit": {"cli"},
-    "__init__": {"service", "cards", "fhir", "trust", "store", "tryit", "config", "logs"},
+    "__init__": {"service", "cards", "fhir", "trust", "store", "tryit", "config", "logs", "metrics"},
 }
 
 

@@ -13,6 +13,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .. import logs
+from ..store import StoreUnavailable
 
 __all__ = ["ServiceError", "InvalidRequest", "UnknownService", "DataUnobtainable", "Unauthenticated", "TooLarge",
            "RequestTimeout", "DeadlineExceeded", "operation_outcome", "register"]
@@ -100,6 +101,14 @@ def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
         return exc.response()
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_unavailable(exc: StoreUnavailable):
+        # the replay check or a feedback write could not run: the client may retry later
+        resp = jsonify(operation_outcome("transient", "The service's database is unavailable; try again later"))
+        resp.status_code = 503
+        resp.headers["Retry-After"] = "5"
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

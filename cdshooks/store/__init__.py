@@ -1,6 +1,7 @@
-"""The database: issued cards, feedback, the JWT replay cache (SQLAlchemy).
+"""The database: issued cards, feedback, the JWT replay cache (SQLAlchemy, Alembic migrations).
 """
 
-from .database import IssuedCard, Store
+from .database import IssuedCard, Store, StoreUnavailable
 
-__all__ = ["IssuedCard", "Store"]
+__all__ = ["IssuedCard", "Store", "StoreUnavailable"]
+

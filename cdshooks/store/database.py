@@ -1,83 +1,48 @@
-"""Store: the service's database (SQLAlchemy; SQLite by default, any SQLAlchemy URL works).
+"""Store: the service's database (SQLAlchemy; SQLite by default, PostgreSQL with the ``postgres`` extra).
 
-Three tables:
-
-* ``issued_card``: every card the service answered with (uuid, rule, service, hookInstance),
-  so that feedback is attributable to the rule that issued the card;
-* ``feedback``: one row per feedback item, unique on (card, outcome, outcomeTimestamp), so a
-  repeated POST does not duplicate it;
-* ``seen_token``: the JWT ``jti`` replay cache, shared by every worker process, kept until
-  the token expires.
+Tables are described in ``schema.py`` and built by the migrations (``migrate.py``).
+Issued-card records are written behind the response (``writer.py``); feedback, the report
+and the JWT replay cache go to the database directly. A database that cannot be reached
+raises ``StoreUnavailable`` (the service answers 503), except for issued-card records,
+which degrade: they are retried, then dropped and counted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
-from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    text,
-)
-from sqlalchemy.engine import Engine
+from sqlalchemy import and_, case, delete, event, func, insert, literal, select, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Engine, create_engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
-__all__ = ["Store", "IssuedCard"]
+from .. import logs, metrics
+from . import migrate
+from .schema import feedback, issued_card, seen_token
+from .writer import IssuedWriter
 
-metadata = MetaData()
+__all__ = ["Store", "IssuedCard", "StoreUnavailable"]
 
-issued_card = Table(
-    "issued_card", metadata,
-    Column("uuid", String(64), primary_key=True),
-    Column("rule_id", String(64), nullable=False, index=True),
-    Column("service_id", String(64), nullable=False),
-    Column("hook_instance", String(128), nullable=False),
-    Column("indicator", String(16), nullable=False),
-    Column("suggestions", Text, nullable=False),  # JSON list of suggestion uuids
-    Column("issued_at", DateTime(timezone=True), nullable=False),
-)
+UNKNOWN_CARD = "(unknown card)"
+_FEEDBACK_WAIT = 0.5  # seconds a feedback lookup waits for a card another worker may still be writing
 
-feedback = Table(
-    "feedback", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("card_uuid", String(64), nullable=False, index=True),
-    Column("rule_id", String(64), index=True),  # null when the card is unknown to this service
-    Column("service_id", String(64), nullable=False),
-    Column("hook_instance", String(128)),
-    Column("outcome", String(16), nullable=False),
-    Column("accepted_suggestions", Text),  # JSON list of suggestion uuids
-    Column("override_system", String(256)),
-    Column("override_code", String(128)),
-    Column("override_comment", Text),
-    Column("outcome_timestamp", String(40), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_item"),
-)
 
-seen_token = Table(
-    "seen_token", metadata,
-    Column("issuer", String(512), primary_key=True),
-    Column("jti", String(256), primary_key=True),
-    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
-)
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused the operation (not a client's fault)."""
+
+    def __init__(self, operation: str):
+        super().__init__(f"the database is unavailable ({operation})")
+        self.operation = operation
 
 
 class IssuedCard(tuple):
@@ -90,7 +55,7 @@ class IssuedCard(tuple):
 
 
 def _retry(action, attempts: int = 20, pause: float = 0.1):
-    """Run ``action``; on a lock or a lost schema-creation race, wait and try again."""
+    """Run ``action``; on a lock or a lost race between booting workers, wait and try again."""
     for attempt in range(attempts):
         try:
             return action()
@@ -99,6 +64,10 @@ def _retry(action, attempts: int = 20, pause: float = 0.1):
                 raise
             time.sleep(pause)
     return None
+
+
+def _in_memory(url: str) -> bool:
+    return url.startswith("sqlite") and (url.partition("://")[2] in {"", "/", "/:memory:"})
 
 
 def _utcnow() -> datetime:
@@ -110,21 +79,47 @@ def _aware(dt: datetime) -> datetime:
 
 
 class Store:
-    def __init__(self, url: str):
-        self.url = url
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
-        self._purged_at = 0.0
+    """The database of one service process.
 
+    ``issued_retention_days``: issued-card records older than this are deleted (0 keeps them);
+    ``replay_purge_seconds``: how often expired replay-cache entries are deleted;
+    ``queue_size``: issued-card rows that may wait to be written (0 writes them in the request);
+    ``connect_timeout``: seconds to wait for a PostgreSQL connection.
+    """
+
+    def __init__(self, url: str, *, issued_retention_days: int = 365, replay_purge_seconds: int = 60,
+                 queue_size: int = 10_000, connect_timeout: float = 3.0, migrate_on_init: bool = True):
+        self.url = url
+        self.issued_retention_days = issued_retention_days
+        self.replay_purge_seconds = max(1, replay_purge_seconds)
+        self.connect_timeout = connect_timeout
+        self.migrate_on_init = migrate_on_init
+        self._engine: Engine | None = None
+        self._engine_pid: int | None = None
+        self._lock = threading.Lock()
+        if _in_memory(url):
+            queue_size = 0  # one connection shared by every thread: no writer thread
+        self._writer = IssuedWriter(self._write_issued, capacity=queue_size,
+                                    maintenance=self.purge, maintenance_every=self.replay_purge_seconds) \
+            if queue_size > 0 else None
+
+    # -- connection -----------------------------------------------------------------
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
+        pid = os.getpid()
+        if self._engine is None or self._engine_pid != pid:
             with self._lock:
+                if self._engine is not None and self._engine_pid != pid:
+                    self._engine.dispose(close=False)  # a forked worker: never reuse the parent's sockets
+                    self._engine = None
                 if self._engine is None:
                     self._engine = self._create_engine()
+                    self._engine_pid = pid
         return self._engine
 
     def _create_engine(self) -> Engine:
+        if _in_memory(self.url):
+            return create_engine(self.url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         if self.url.startswith("sqlite:///"):
             Path(self.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(self.url, connect_args={"timeout": 10, "check_same_thread": False})
@@ -136,14 +131,23 @@ class Store:
                 _retry(lambda: cur.execute("PRAGMA journal_mode=WAL"))  # needs a moment alone
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
-        else:
-            engine = create_engine(self.url, pool_pre_ping=True)
-        # Several worker processes start at once: one creates the tables, the others see them.
-        _retry(lambda: metadata.create_all(engine))
-        return engine
+
+            return engine
+        connect_args: dict = {}
+        if self.url.startswith(("postgresql", "postgres")):
+            connect_args["connect_timeout"] = max(1, int(self.connect_timeout))
+        return create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                             pool_timeout=self.connect_timeout, connect_args=connect_args)
 
     def init(self) -> None:
-        self.engine  # noqa: B018 - creates the schema
+        """Connect; with ``migrate_on_init`` upgrade the schema to head, else check it is at head."""
+        if self.migrate_on_init:
+            _retry(lambda: migrate.upgrade(self.engine), attempts=5)
+            return
+        have, want = migrate.current(self.engine), migrate.head()
+        if have != want:
+            raise RuntimeError(f"the database schema is at revision {have or 'none'}, this service needs {want}: "
+                               "run `cdshooks db upgrade` (or set CDSHOOKS_DB_MIGRATE=1)")
 
     def ping(self) -> bool:
         try:
@@ -153,111 +157,194 @@ class Store:
         except SQLAlchemyError:
             return False
 
-    def dispose(self) -> None:
-        if self._engine is not None:
+    def close(self) -> None:
+        """Write every queued issued-card record (a clean shutdown), then release connections."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._engine is not None and self._engine_pid == os.getpid():
             self._engine.dispose()
-            self._engine = None
+        self._engine = None
+
+    dispose = close
+
+    def _unavailable(self, operation: str, exc: Exception) -> StoreUnavailable:
+        metrics.STORE_ERRORS.labels(operation).inc()
+        logs.event("store.unavailable", logging.ERROR, operation=operation, error=type(exc).__name__)
+        return StoreUnavailable(operation)
 
     # -- issued cards ---------------------------------------------------------------
     def record_issued(self, service_id: str, hook_instance: str, cards: list[IssuedCard]) -> None:
+        """Record a call's cards; queued and written behind the response. Never raises."""
         if not cards:
             return
         now = _utcnow()
         rows = [{"uuid": c[0], "rule_id": c[1], "service_id": service_id, "hook_instance": hook_instance,
                  "indicator": c[2], "suggestions": json.dumps(c[3]), "issued_at": now} for c in cards]
+        if self._writer is not None:
+            self._writer.put(rows)
+            return
+        try:
+            self._write_issued(rows)
+            metrics.ISSUED_RECORDS.labels("written").inc(len(rows))
+        except SQLAlchemyError as exc:
+            metrics.ISSUED_RECORDS.labels("dropped").inc(len(rows))
+            self._unavailable("record_issued", exc)
+
+    def _write_issued(self, rows: list[dict]) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(issued_card), rows)
 
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until this process's queued issued-card records are written."""
+        return self._writer.flush(timeout) if self._writer is not None else True
+
     def issued(self, card_uuid: str) -> dict | None:
+        self.flush()
         with self.engine.connect() as conn:
             row = conn.execute(select(issued_card).where(issued_card.c.uuid == card_uuid)).mappings().first()
         return dict(row) if row else None
 
     # -- feedback -------------------------------------------------------------------
-    def store_feedback(self, service_id: str, items: list[dict]) -> dict[str, int]:
-        """Store feedback items; returns counts of stored, duplicate and unknown-card items."""
-        counts = Counter(stored=0, duplicates=0, unknownCards=0)
-        uuids = {i["card"] for i in items}
-        with self.engine.begin() as conn:
-            known = {r.uuid: r for r in conn.execute(
+    def _known_cards(self, uuids: set[str]) -> dict:
+        with self.engine.connect() as conn:
+            return {r.uuid: r for r in conn.execute(
                 select(issued_card.c.uuid, issued_card.c.rule_id, issued_card.c.service_id,
                        issued_card.c.hook_instance).where(issued_card.c.uuid.in_(uuids)))}
-        now = _utcnow()
-        for item in items:
-            card = known.get(item["card"])
-            if card is None:
-                counts["unknownCards"] += 1
-            reason = (item.get("overrideReason") or {}).get("reason") or {}
-            row = {
-                "card_uuid": item["card"],
-                "rule_id": card.rule_id if card else None,
-                "service_id": card.service_id if card else service_id,
-                "hook_instance": card.hook_instance if card else None,
-                "outcome": item["outcome"],
-                "accepted_suggestions": json.dumps([s["id"] for s in item.get("acceptedSuggestions") or []]),
-                "override_system": reason.get("system"),
-                "override_code": reason.get("code"),
-                "override_comment": (item.get("overrideReason") or {}).get("userComment"),
-                "outcome_timestamp": item["outcomeTimestamp"],
-                "received_at": now,
-            }
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(feedback), [row])
+
+    def store_feedback(self, service_id: str, items: list[dict],
+                       on_stored: Callable[[str | None, dict], None] | None = None) -> dict[str, int]:
+        """Store feedback items; returns counts of stored, duplicate and unknown-card items.
+
+        A card issued moments ago may still be queued, in this process or another: a lookup
+        that misses flushes this process's queue and looks again for up to half a second. ``on_stored(rule_id, item)`` is called for each
+        item stored (not for duplicates). Raises ``StoreUnavailable``.
+        """
+        counts = {"stored": 0, "duplicates": 0, "unknownCards": 0}
+        uuids = {i["card"] for i in items}
+        try:
+            known = self._known_cards(uuids)
+            if len(known) < len(uuids) and self._writer is not None:
+                known = self._wait_for_cards(uuids, known)
+            now = _utcnow()
+            for item in items:
+                card = known.get(item["card"])
+                if card is None:
+                    counts["unknownCards"] += 1
+                reason = (item.get("overrideReason") or {}).get("reason") or {}
+                row = {
+                    "card_uuid": item["card"],
+                    "rule_id": card.rule_id if card else None,
+                    "service_id": card.service_id if card else service_id,
+                    "hook_instance": card.hook_instance if card else None,
+                    "outcome": item["outcome"],
+                    "accepted_suggestions": json.dumps([s["id"] for s in item.get("acceptedSuggestions") or []]),
+                    "override_system": reason.get("system"),
+                    "override_code": reason.get("code"),
+                    "override_comment": (item.get("overrideReason") or {}).get("userComment"),
+                    "outcome_timestamp": item["outcomeTimestamp"],
+                    "received_at": now,
+                }
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(insert(feedback), [row])
+                except IntegrityError:
+                    counts["duplicates"] += 1
+                    continue
                 counts["stored"] += 1
-            except IntegrityError:
-                counts["duplicates"] += 1
-        return dict(counts)
+                if on_stored is not None:
+                    on_stored(row["rule_id"], item)
+        except SQLAlchemyError as exc:
+            raise self._unavailable("store_feedback", exc) from None
+        return counts
+
+    def _wait_for_cards(self, uuids: set[str], known: dict) -> dict:
+        """Cards missing from the table may still be queued, here or in another worker process:
+        flush this process's queue, then look again until another writer's batch had time to land."""
+        if self._writer is not None and self._writer.pending():
+            self.flush()
+        deadline = time.monotonic() + _FEEDBACK_WAIT
+        while True:
+            known = self._known_cards(uuids)
+            if len(known) == len(uuids) or time.monotonic() >= deadline:
+                return known
+            time.sleep(0.05)
 
     def feedback_rows(self) -> list[dict]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(feedback).order_by(feedback.c.id)).mappings()]
 
     def report(self) -> list[dict]:
-        """Per rule: cards issued, accepted, overridden, and the most frequent override reasons."""
-        with self.engine.connect() as conn:
-            issued: dict[str, int] = dict(conn.execute(
-                select(issued_card.c.rule_id, func.count()).group_by(issued_card.c.rule_id)).all())
-            rows = conn.execute(select(feedback.c.rule_id, feedback.c.outcome, feedback.c.override_code,
-                                       feedback.c.card_uuid)).all()
-        outcome: dict[str, dict[str, set]] = defaultdict(lambda: {"accepted": set(), "overridden": set()})
-        reasons: dict[str, Counter] = defaultdict(Counter)
-        for rule_id, out, code, card in rows:
-            key = rule_id or "(unknown card)"
-            outcome[key][out].add(card)
-            if out == "overridden" and code:
-                reasons[key][code] += 1
+        """Per rule: cards issued, accepted, overridden, and the most frequent override reasons.
+
+        Aggregated in SQL; feedback stored before its card's record was written is attributed
+        through the card when the report runs.
+        """
+        self.flush()
+        rule = func.coalesce(feedback.c.rule_id, issued_card.c.rule_id, literal(UNKNOWN_CARD))
+        joined = feedback.outerjoin(issued_card, issued_card.c.uuid == feedback.c.card_uuid)
+        try:
+            with self.engine.connect() as conn:
+                issued = {r: n for r, n in conn.execute(
+                    select(issued_card.c.rule_id, func.count()).group_by(issued_card.c.rule_id))}
+                outcomes = conn.execute(
+                    select(rule.label("rule"),
+                           func.count(func.distinct(case((feedback.c.outcome == "accepted", feedback.c.card_uuid)))),
+                           func.count(func.distinct(case((feedback.c.outcome == "overridden", feedback.c.card_uuid)))))
+                    .select_from(joined).group_by(rule)).all()
+                reasons = conn.execute(
+                    select(rule.label("rule"), feedback.c.override_code, func.count().label("n"))
+                    .select_from(joined)
+                    .where(and_(feedback.c.outcome == "overridden", feedback.c.override_code.is_not(None)))
+                    .group_by(rule, feedback.c.override_code)).all()
+        except SQLAlchemyError as exc:
+            raise self._unavailable("report", exc) from None
+        counted = {r: (a, o) for r, a, o in outcomes}
+        top: dict[str, list[tuple[str, int]]] = {}
+        for r, code, n in sorted(reasons, key=lambda x: (-x[2], x[1])):
+            top.setdefault(r, [])
+            if len(top[r]) < 3:
+                top[r].append((code, n))
         report = []
-        for rule_id in sorted(set(issued) | set(outcome)):
-            report.append({
-                "rule": rule_id,
-                "issued": issued.get(rule_id, 0),
-                "accepted": len(outcome[rule_id]["accepted"]),
-                "overridden": len(outcome[rule_id]["overridden"]),
-                "topOverrideReasons": reasons[rule_id].most_common(3),
-            })
+        for rule_id in sorted(set(issued) | set(counted)):
+            accepted, overridden = counted.get(rule_id, (0, 0))
+            report.append({"rule": rule_id, "issued": issued.get(rule_id, 0), "accepted": accepted,
+                           "overridden": overridden, "topOverrideReasons": top.get(rule_id, [])})
         return report
+
+    # -- retention ------------------------------------------------------------------
+    def purge(self, now: datetime | None = None) -> dict[str, int]:
+        """Delete expired replay-cache entries and issued-card records past their retention."""
+        now = now or _utcnow()
+        with self.engine.begin() as conn:
+            tokens = conn.execute(delete(seen_token).where(seen_token.c.expires_at < now)).rowcount
+            cards = 0
+            if self.issued_retention_days > 0:
+                cutoff = now - timedelta(days=self.issued_retention_days)
+                cards = conn.execute(delete(issued_card).where(issued_card.c.issued_at < cutoff)).rowcount
+        if tokens or cards:
+            logs.event("store.purged", replay_entries=tokens, issued_cards=cards)
+        return {"replay_entries": tokens, "issued_cards": cards}
 
     # -- JWT replay cache -----------------------------------------------------------
     def claim_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
-        """Record a token id; False when it was seen before and has not expired (a replay)."""
+        """Record a token id; False when it was seen before and has not expired (a replay).
+
+        One statement, atomic under concurrent workers: insert, or take over an expired entry.
+        Raises ``StoreUnavailable`` when the check cannot run.
+        """
+        if self._writer is not None:
+            self._writer.start()  # its thread purges expired entries
         now = _utcnow()
-        with self.engine.begin() as conn:
-            if now.timestamp() - self._purged_at > 60:
-                conn.execute(delete(seen_token).where(seen_token.c.expires_at < now))
-                self._purged_at = now.timestamp()
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(seen_token), [{"issuer": issuer, "jti": jti,
-                                                       "expires_at": _aware(expires_at)}])
-                return True
-            except IntegrityError:
-                row = conn.execute(select(seen_token.c.expires_at).where(
-                    (seen_token.c.issuer == issuer) & (seen_token.c.jti == jti))).first()
-                if row is not None and _aware(row[0]) < now:
-                    conn.execute(delete(seen_token).where(
-                        (seen_token.c.issuer == issuer) & (seen_token.c.jti == jti)))
-                    conn.execute(insert(seen_token), [{"issuer": issuer, "jti": jti,
-                                                       "expires_at": _aware(expires_at)}])
-                    return True
-                return False
+        dialect = sqlite_dialect if self.engine.dialect.name == "sqlite" else pg_dialect
+        values = {"issuer": issuer, "jti": jti, "expires_at": _aware(expires_at)}
+        stmt = dialect.insert(seen_token).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[seen_token.c.issuer, seen_token.c.jti],
+            set_={"expires_at": stmt.excluded.expires_at},
+            where=seen_token.c.expires_at < now,
+        ).returning(seen_token.c.jti)
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(stmt).first() is not None
+        except SQLAlchemyError as exc:
+            raise self._unavailable("claim_jti", exc) from None

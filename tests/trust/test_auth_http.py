@@ -143,12 +143,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_worker_processes_share_the_replay_cache(tmp_path, key):
+def test_two_worker_processes_share_the_replay_cache(tmp_path, key, db_url):
     port = _free_port()
     env = dict(os.environ, CDSHOOKS_PORT=str(port), CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_WORKERS="2",
                CDSHOOKS_AUTH="required", CDSHOOKS_ENV="test", CDSHOOKS_PUBLIC_URL=BASE,
                CDSHOOKS_TRUSTED_ISSUERS=str(issuers_file(tmp_path, key)),
-               CDSHOOKS_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.sqlite'}",
+               CDSHOOKS_DATABASE_URL=db_url,
                CDSHOOKS_INSTANCE_PATH=str(tmp_path / "instance"), CDSHOOKS_LOG_LEVEL="WARNING")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([str(gunicorn), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],

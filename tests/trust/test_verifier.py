@@ -80,8 +80,9 @@ def bearer(token: str) -> str:
 
 # -- the service under test -----------------------------------------------------------
 @pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'replay.sqlite'}")
+def store(db_url):
+    """The replay cache on a real database: SQLite, then PostgreSQL."""
+    store = Store(db_url)
     store.init()
     yield store
     store.dispose()

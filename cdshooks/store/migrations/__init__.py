@@ -1,0 +1,1 @@
+"""Alembic migrations of the store's schema (``cdshooks db upgrade``, or at start-up)."""
