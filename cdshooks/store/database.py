@@ -216,8 +216,9 @@ class Store:
         """Store feedback items; returns counts of stored, duplicate and unknown-card items.
 
         A card issued moments ago may still be queued, in this process or another: a lookup
-        that misses flushes this process's queue and looks again for up to half a second. ``on_stored(rule_id, item)`` is called for each
-        item stored (not for duplicates). Raises ``StoreUnavailable``.
+        that misses flushes this process's queue and looks again for up to half a second.
+        ``on_stored(rule_id, item)`` is called for each item stored (not for duplicates).
+        Raises ``StoreUnavailable``.
         """
         counts = {"stored": 0, "duplicates": 0, "unknownCards": 0}
         uuids = {i["card"] for i in items}
