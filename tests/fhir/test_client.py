@@ -83,6 +83,9 @@ def test_failures_are_fetch_errors(server, tmp_path, log, variant, reason):
         client_for(f"{base}/{variant}/fhir", make_settings(tmp_path)).search_many({"conditions": QUERY, "x": QUERY})
     assert err.value.reason == reason
     assert err.value.keys == ["conditions", "x"]
+    deadline = time.monotonic() + 5  # the call ends at the first failure: let the other request land
+    while len(log.seen(variant)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def test_redirects_are_not_followed(server, tmp_path, log):
