@@ -18,6 +18,7 @@ tolerant, writing is strict:
 from __future__ import annotations
 
 import copy
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,10 +134,21 @@ class Reading:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _path(loc: tuple) -> str:
+_ELEMENT_NAME = re.compile(r"_?[a-z][A-Za-z0-9]{0,63}")
+
+
+def _path(loc: tuple, unknown_last: bool = False) -> str:
+    """``category[0].coding`` for a pydantic location. Only names shaped like FHIR element names are
+    written; an unknown element's own name (it comes from the client) never is."""
     out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = str(part)
+        if (unknown_last and i == len(loc) - 1) or not _ELEMENT_NAME.fullmatch(name):
+            name = "(unknown element)"
+        out += f".{name}" if out else name
     return out
 
 
@@ -161,7 +173,7 @@ def _locate(data: object, loc: tuple) -> tuple[object, object] | None:
 def _repair(data: dict, errors: list, rtype: str, problems: list[Problem]) -> bool:
     """Repair or drop every element the errors name; whether anything changed."""
     changed = False
-    drops: list[tuple[object, object, tuple]] = []
+    drops: list[tuple[object, object, tuple, bool]] = []
     seen: set[tuple] = set()
     for err in errors:
         loc = tuple(err.get("loc") or ())
@@ -188,14 +200,15 @@ def _repair(data: dict, errors: list, rtype: str, problems: list[Problem]) -> bo
             problems.append(Problem(rtype, _path(loc), "unwrapped from a list"))
             changed = True
         else:
-            drops.append((parent, key, loc))
+            drops.append((parent, key, loc, kind == "extra_forbidden"))
     # drop list items from the highest index down, so earlier indexes stay right
-    for parent, key, loc in sorted(drops, key=lambda d: d[1] if isinstance(d[1], int) else -1, reverse=True):
+    for parent, key, loc, unknown in sorted(drops, key=lambda d: d[1] if isinstance(d[1], int) else -1,
+                                            reverse=True):
         try:
             del parent[key]  # type: ignore[attr-defined]
         except (KeyError, IndexError, TypeError):
             continue
-        problems.append(Problem(rtype, _path(loc), "dropped"))
+        problems.append(Problem(rtype, _path(loc, unknown), "dropped"))
         changed = True
     return changed
 
@@ -205,7 +218,7 @@ def read(resource: dict) -> Reading:
     rtype = str(resource.get("resourceType", ""))
     cls = _model_class(rtype)
     if cls is None:
-        return Reading(resource, None, [Problem(rtype or "Resource", "resourceType", "unknown")])
+        return Reading(resource, None, [Problem("Resource", "resourceType", "unknown")])  # never the client's text
     data = resource
     problems: list[Problem] = []
     for _ in range(MAX_PASSES):

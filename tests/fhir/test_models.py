@@ -72,3 +72,11 @@ def test_outbound_checks_stay_strict():
              "medicationCodeableConcept": {"text": "Baclofen"}, "category": {"text": "community"}}
     assert parse(draft) is None and validation_errors(draft) and invalid_paths(draft) == ["category"]
     assert invalid_paths({**draft, "category": [{"text": "community"}]}) == []
+
+
+def test_unknown_element_names_and_types_from_the_client_are_never_written():
+    res = {"resourceType": "Observation", "status": "final", "code": {"text": "k"}, "Jane Doe 1970-01-01": 1,
+           "janeDoe": {"x": 1}}
+    text = " ".join(problems(res))
+    assert "Jane" not in text and "jane" not in text and "Observation.(unknown element): dropped" in text
+    assert problems({"resourceType": "Jane Doe"}) == ["Resource.resourceType: unknown"]

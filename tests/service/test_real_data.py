@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -305,3 +306,31 @@ def test_an_order_of_unreadable_status_is_not_called_missing(app):
         card = answer(app, changed)["claudication-abi"]  # the order no longer counts as done...
         assert "No ankle-brachial index on file" not in card["detail"]  # ...but it is never called missing
         assert "Whether an ankle-brachial index is already on file could not be checked" in card["detail"]
+
+
+HOSTILE = [None, [], {}, "x", 5, math.nan, True, "9" * 400, {"a": {"b": 1}}, [[1]]]
+
+
+def test_every_element_of_the_demo_patient_mutated_raises_nothing_and_never_loses_the_potassium(app):
+    """Each element (and each element one level down) of each resource, replaced by hostile values:
+    no rule fails (rules run strictly here), and no card ever says potassium is missing, because the
+    record always holds the potassium, readable or not."""
+    base = demo_request(app)
+    missing_potassium = re.compile(r"\bNo\b[^.\n]*potassium", re.I)
+    calls = 0
+    for key, value in base["prefetch"].items():
+        for i, entry in enumerate((value or {}).get("entry", [])):
+            paths = [(k,) for k in entry["resource"] if k != "resourceType"]
+            paths += [(k, k2) for k, v in entry["resource"].items() if isinstance(v, dict) for k2 in v]
+            for path in paths:
+                for hostile in HOSTILE:
+                    body = copy.deepcopy(base)
+                    node = body["prefetch"][key]["entry"][i]["resource"]
+                    for part in path[:-1]:
+                        node = node[part]
+                    node[path[-1]] = hostile
+                    cards = answer(app, body)
+                    calls += 1
+                    for card in cards.values():
+                        assert not missing_potassium.search(card["summary"] + card["detail"]), (path, hostile)
+    assert calls > 200
