@@ -439,7 +439,11 @@ def _in_doubt(record: Record, spec: LabSpec, now: datetime, window_days: int) ->
     status is missing, unknown or unreadable, or it is a result whose time cannot be read."""
     def compute() -> bool:
         start = now - timedelta(days=window_days)
+        lo = (start - timedelta(days=1)).date().isoformat()
         for raw in _coded_results(record, valueset(spec.valueset)):
+            key = _time_key(raw)
+            if key and key[:10] < lo:
+                continue  # dated well before the window: no doubt, whatever its status (no date parsing)
             status = one(raw.get("status"))
             if status in _NOT_RESULT_STATUSES:
                 continue
