@@ -94,7 +94,7 @@ def _wait_ready(proc: subprocess.Popen, port: int, name: str) -> None:
 
 def start_service(port: int, workdir: Path, workers: int) -> subprocess.Popen:
     env = dict(os.environ, CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_PORT=str(port), CDSHOOKS_ENV="development",
-               CDSHOOKS_AUTH="off", CDSHOOKS_LOG_LEVEL="WARNING", CDSHOOKS_INSTANCE_PATH=str(workdir),
+               CDSHOOKS_AUTH="off", CDSHOOKS_LOG_LEVEL="INFO", CDSHOOKS_INSTANCE_PATH=str(workdir),
                CDSHOOKS_PUBLIC_URL=f"http://127.0.0.1:{port}", CDSHOOKS_WORKERS=str(workers),
                CDSHOOKS_MAX_BODY_BYTES=str(64 * 1024 * 1024))
     gunicorn = Path(sys.executable).with_name("gunicorn")

@@ -26,13 +26,30 @@ OVERRIDE_REASONS = (
 
 
 def prune(value: Any) -> Any:
-    """Drop None, empty strings, lists and dicts, recursively."""
+    """Drop None, empty strings, lists and dicts, recursively (one pass, no intermediate copies:
+    every answer's cards and suggested resources go through here)."""
     if isinstance(value, dict):
-        pruned = {k: prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v is not None and v != "" and v != [] and v != {}}
+        pruned: dict = {}
+        for k, v in value.items():
+            if isinstance(v, (dict, list)):
+                v = prune(v)
+                if not v:
+                    continue
+            elif v is None or v == "":
+                continue
+            pruned[k] = v
+        return pruned
     if isinstance(value, list):
-        out = [prune(v) for v in value]
-        return [v for v in out if v is not None and v != "" and v != [] and v != {}]
+        kept: list = []
+        for v in value:
+            if isinstance(v, (dict, list)):
+                v = prune(v)
+                if not v:
+                    continue
+            elif v is None or v == "":
+                continue
+            kept.append(v)
+        return kept
     return value
 
 

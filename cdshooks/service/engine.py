@@ -33,7 +33,7 @@ from ..fhir.record import Record, flatten
 from ..store import IssuedCard, Store
 from . import prefetch
 from .errors import DataUnobtainable, DeadlineExceeded, InvalidRequest, TooLarge, UnknownService
-from .validation import validate
+from .validation import compiled, validate, validator
 
 __all__ = ["Service", "Engine", "Outcome", "SERVICE_IDS", "FailureCounter", "INCOMPLETE_CHECKS_ID"]
 
@@ -157,6 +157,7 @@ class Engine:
                 models.parse(resource)
             for service in self.services.values():
                 self.answer(service.id, _warm_up_request(service))
+            compiled("feedback"), validator("feedback")
         except Exception as exc:  # never stop start-up: the service still answers, only slower at first
             logs.logger.disabled = disabled
             logs.event("service.warm_up_failed", logging.WARNING, error=type(exc).__name__)
