@@ -10,7 +10,7 @@ Starts two gunicorn servers on free loopback ports, with the same worker count a
 
 Requests are paired: bare floor, own floor and service are called in turn, one request each, the
 order rotating from round to round, so a burst of load from elsewhere on the machine hits all three
-alike. Each request opens its own connection (gunicorn's sync workers close it after answering).
+alike. Each request opens its own connection, for all three alike.
 
 Records (``patient-view``; every record has a fasciculation and a cramp, so most rules run):
 
@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,6 +107,10 @@ def start_service(port: int, workdir: Path, workers: int) -> subprocess.Popen:
 
 
 def start_floor(port: int, workers: int, worker_class: str, threads: int) -> subprocess.Popen:
+    """The bare floor on gunicorn's own worker of the service's kind (the project's worker is a
+    threaded worker that buffers each request: the floor gets the stock threaded worker)."""
+    if worker_class.startswith("cdshooks."):
+        worker_class = "gthread" if threads > 1 else "sync"
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([str(gunicorn), "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
                              "--threads", str(threads), "--log-level", "warning", "bench.floor_app:app"],
@@ -147,8 +152,13 @@ def _conditions() -> list[dict]:
     ]
 
 
-def _when(i: int, years: int = 15) -> str:
-    return f"20{26 - years + i % years:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z"
+def _when(i: int, years: int = 15, per_draw: int = 5) -> str:
+    """When result ``i`` was drawn: ``per_draw`` results share a time (a panel), draws spread back
+    from 2026-11 over about ``years`` years, each at its own time of day."""
+    draw = i // per_draw
+    hours = draw * years * 8760 // 4000
+    return (datetime(2026, 11, 1, 8, tzinfo=timezone.utc) - timedelta(hours=hours, minutes=draw % 60)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
 
 
 def typical_resources(target_bytes: int, seed: int = 7) -> list[dict]:
@@ -191,7 +201,7 @@ def _lab(i: int, code: str, display: str, unit: str, value: float, category: str
         obs["category"][0]["coding"][0]["display"] = category.replace("-", " ").title()
         obs["code"]["text"] = display
         obs["encounter"] = {"reference": f"Encounter/e{i // 5}"}
-        obs["issued"] = _when(i, 12).replace("T10", "T14")
+        obs["issued"] = _when(i, 12)
     return obs
 
 
@@ -499,7 +509,8 @@ def main() -> int:
         for proc in procs:
             proc.wait(timeout=30)
 
-    print(f"\n{os.cpu_count()} cores, {workers} {worker_class} workers per server; ratios are service / bare floor "
+    print(f"\n{os.cpu_count()} cores, {workers} workers x {threads} threads per server (service: {worker_class}); "
+          "ratios are service / bare floor "
           "(latency p50, or req/s) and service / the project's own floor route, measured in the same run; the "
           "spread is the lowest and highest ratio over three consecutive blocks of the paired run.\n")
     print("| record | body | resources | bare floor p50 ms | own floor p50 ms | service p50 / p95 ms "
