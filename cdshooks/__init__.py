@@ -17,7 +17,7 @@ __all__ = ["create_app"]
 def create_app(settings=None) -> Flask:
     from . import logs
     from .config import Settings
-    from .service import endpoints, errors
+    from .service import endpoints, errors, observability
     from .service.engine import Engine
     from .service.jsoncodec import JSONCodecProvider
     from .store import Store
@@ -43,6 +43,7 @@ def create_app(settings=None) -> Flask:
     app.extensions["cdshooks"] = endpoints.State(settings, store, engine, verifier)
 
     app.register_blueprint(endpoints.bp)
+    app.register_blueprint(observability.bp)
     if not settings.production:
         app.register_blueprint(endpoints.floor_blueprint())
         _register_dev(app, settings)

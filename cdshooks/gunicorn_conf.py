@@ -18,6 +18,10 @@ workers, so no worker's first call pays for them.
 
 import math
 import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 
 def cpu_limit(cgroup: str = "/sys/fs/cgroup") -> int:
@@ -76,6 +80,7 @@ def when_ready(server):
     state = getattr(app, "extensions", {}).get("cdshooks")
     if state is not None:
         state.store.dispose()
+    _forget_metrics_of(os.getpid())  # the warm-up calls are not traffic
 
 
 def worker_exit(server, worker):
@@ -83,3 +88,36 @@ def worker_exit(server, worker):
     from cdshooks.store.writer import close_all
 
     close_all()
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live gauges (its counters and histograms keep counting in the sum)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _forget_metrics_of(pid: int) -> None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        for path in Path(folder).glob(f"*_{pid}.db"):
+            path.unlink()
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+# Prometheus multiprocess mode: each worker writes its metrics to files in one folder and /metrics
+# adds them up. The folder must be known before the app (preloaded) imports prometheus_client, so it
+# is set here, when gunicorn reads this file: a fresh one (removed at exit) unless
+# PROMETHEUS_MULTIPROC_DIR names one, which is then emptied of a previous run's values.
+_OWN_METRICS_DIR = False
+if "gunicorn" in Path(sys.argv[0]).as_posix():
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cdshooks-metrics-")
+        _OWN_METRICS_DIR = True
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    for _stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        _stale.unlink()

@@ -24,9 +24,9 @@ from prometheus_client import (
     multiprocess,
 )
 
-__all__ = ["render", "CONTENT_TYPE", "REQUEST_SECONDS", "HOOK_STAGE_SECONDS", "CARDS_ISSUED", "RULE_FAILURES",
-           "FHIR_FETCH_SECONDS", "FHIR_FETCH_ERRORS", "AUTH_REJECTIONS", "FEEDBACK", "OVERRIDE_REASONS",
-           "ISSUED_RECORDS", "ISSUED_QUEUE", "STORE_ERRORS"]
+__all__ = ["render", "hook_answered", "CONTENT_TYPE", "REQUEST_SECONDS", "HOOK_STAGE_SECONDS", "CARDS_ISSUED",
+           "RULE_FAILURES", "FHIR_FETCH_SECONDS", "FHIR_FETCH_ERRORS", "AUTH_REJECTIONS", "FEEDBACK",
+           "OVERRIDE_REASONS", "ISSUED_RECORDS", "ISSUED_QUEUE", "STORE_ERRORS"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -59,6 +59,14 @@ ISSUED_QUEUE = Gauge("cdshooks_issued_card_queue", "Issued-card records waiting 
                      multiprocess_mode="livesum")
 STORE_ERRORS = Counter("cdshooks_store_errors_total", "Database operations that failed, by operation",
                        ["operation"])
+
+
+def hook_answered(service: str, stages: dict[str, float], cards: list[tuple[str, str]]) -> None:
+    """One answered hook call: its stage timings (seconds) and its cards as (rule id, indicator)."""
+    for stage, seconds in stages.items():
+        HOOK_STAGE_SECONDS.labels(service, stage).observe(seconds)
+    for rule, indicator in cards:
+        CARDS_ISSUED.labels(rule, indicator).inc()
 
 
 def render() -> tuple[bytes, str]:

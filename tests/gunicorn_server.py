@@ -43,10 +43,10 @@ def gunicorn(tmp_path: Path, workers: int = 2, **env: str) -> Iterator[Running]:
     ``env`` becomes the server's base URL."""
     port = free_port()
     env = {k: v.replace("{base}", f"http://127.0.0.1:{port}") for k, v in env.items()}
-    full = dict(os.environ, CDSHOOKS_PORT=str(port), CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_WORKERS=str(workers),
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    full = dict(inherited, CDSHOOKS_PORT=str(port), CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_WORKERS=str(workers),
                 CDSHOOKS_ENV="test", CDSHOOKS_INSTANCE_PATH=str(tmp_path / "instance"),
                 CDSHOOKS_LOG_LEVEL="WARNING") | env
-    full.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "gunicorn.log"
     binary = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([str(binary), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],

@@ -37,7 +37,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
-from .. import logs
+from .. import logs, metrics
 
 __all__ = ["FhirClient", "FetchError", "UnsafeUrl", "allowed_server", "base_url_problem", "inside", "normalize_base",
            "normalize_url"]
@@ -158,6 +158,12 @@ def inside(url: str, base: str) -> bool:
     """Whether the normal-form ``url`` is ``base`` or below it (whole path segments only)."""
     path = url.split("?", 1)[0]
     return path.rstrip("/") == base or path.startswith(base + "/")
+
+
+def _origin(base: str) -> str:
+    """scheme://host[:port] of an allowed base URL: a metric label bounded by the allowlist."""
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -335,6 +341,19 @@ class FhirClient:
         return target
 
     def _get(self, url: str, call: _CallFetches) -> dict:
+        """One GET, timed and counted per server origin (``cdshooks_fhir_fetch_*``)."""
+        origin = _origin(self.base)
+        started = time.monotonic()
+        try:
+            body = self._get_once(url, call)
+        except FetchError as exc:
+            metrics.FHIR_FETCH_ERRORS.labels(origin, exc.reason).inc()
+            metrics.FHIR_FETCH_SECONDS.labels(origin, "error").observe(time.monotonic() - started)
+            raise
+        metrics.FHIR_FETCH_SECONDS.labels(origin, "ok").observe(time.monotonic() - started)
+        return body
+
+    def _get_once(self, url: str, call: _CallFetches) -> dict:
         target = self._target(url)
         until = min(call.deadline, time.monotonic() + self.settings.fetch_timeout)
         remaining = until - time.monotonic()

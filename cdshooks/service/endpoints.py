@@ -3,7 +3,7 @@
     GET  /cds-services                  discovery
     POST /cds-services/<id>             a hook call
     POST /cds-services/<id>/feedback    feedback on issued cards
-    GET  /healthz                       the service and its database answer
+    (probes and /metrics: observability.py)
 
 CORS preflights are answered before authentication; every other CDS request must carry
 a valid client JWT unless ``CDSHOOKS_AUTH=off``.
@@ -23,7 +23,8 @@ from ..config import Settings
 from ..store import Store
 from . import body as request_body
 from .engine import Engine
-from .errors import DeadlineExceeded, TooLarge, Unauthenticated, operation_outcome
+from .errors import DeadlineExceeded, TooLarge, Unauthenticated
+from .observability import feedback_stored
 from .validation import validate
 
 __all__ = ["bp", "State", "state", "floor_blueprint"]
@@ -81,7 +82,7 @@ def _authenticate():
     if request.method == "OPTIONS":
         return _preflight()
     st = state()
-    if st.verifier is None or request.path == "/healthz":
+    if st.verifier is None:
         return None
     from ..trust.verifier import Unauthorized
 
@@ -153,18 +154,9 @@ def post_feedback(service_id: str):
     validate(body, "feedback")
     if time.monotonic() > _deadline():
         raise DeadlineExceeded("The feedback could not be stored in time; nothing was stored")
-    counts = st.store.store_feedback(service.id, body["feedback"])
+    counts = st.store.store_feedback(service.id, body["feedback"], on_stored=feedback_stored)
     return jsonify(counts)
 
-
-@bp.route("/healthz", methods=["GET"])
-def healthz():
-    st = state()
-    if not st.store.ping():
-        resp = jsonify(operation_outcome("transient", "The database does not answer"))
-        resp.status_code = 503
-        return resp
-    return jsonify({"status": "ok", "authentication": "required" if st.verifier else "off"})
 
 
 def floor_blueprint() -> Blueprint:

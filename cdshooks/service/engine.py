@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from itertools import islice
 from typing import Iterable
 
-from .. import logs
+from .. import logs, metrics
 from ..cards.card import INDICATORS, TOPIC_SYSTEM, Card
 from ..cards.registry import HOOKS, Call, Rule, rules_for
 from ..config import Settings
@@ -87,7 +87,7 @@ INCOMPLETE_CHECKS_ID = "checks-incomplete"
 
 
 class FailureCounter:
-    """Rule failures since start-up, per rule id (thread-safe); for logs now and metrics later."""
+    """Rule failures since start-up, per rule id (thread-safe); also counted in ``cdshooks_rule_failures_total``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -96,6 +96,7 @@ class FailureCounter:
     def add(self, rule_id: str) -> None:
         with self._lock:
             self._counts[rule_id] = self._counts.get(rule_id, 0) + 1
+        metrics.RULE_FAILURES.labels(rule_id).inc()
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -286,6 +287,10 @@ class Engine:
             ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
             ms_total=ms(started, finished),
         )
+        metrics.hook_answered(service.id, {
+            "data": t_gathered - started, "fetch": gathered.fetch_ms / 1000, "record": t_record - t_gathered,
+            "rules": t_rules - t_record, "store": finished - t_rules, "total": finished - started,
+        }, [(c.rule_id or "", c.indicator) for c in cards])
         if record.problems:
             logs.event("record.repaired", hook_instance=hook_instance, resources=record.invalid,
                        problems=record.problems[:50])

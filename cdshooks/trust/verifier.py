@@ -34,6 +34,7 @@ from typing import Any, Callable, Protocol
 
 import jwt
 
+from .. import metrics
 from ..config import ConfigError, Settings
 from ..logs import event
 from .issuers import Issuer, fetchable, load_issuers
@@ -105,6 +106,7 @@ class Verifier:
             claims = self._check(authorization_header, audience)
         except Unauthorized as exc:
             event("auth.rejected", logging.WARNING, reason=exc.reason, iss=exc.iss)
+            metrics.AUTH_REJECTIONS.labels(exc.reason).inc()
             raise
         event("auth.accepted", logging.DEBUG, iss=claims.iss, tenant=claims.tenant, jti=claims.jti)
         return claims
