@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
@@ -180,17 +181,32 @@ def test_two_workers_metrics_add_up_in_one_scrape(tmp_path):
     with gunicorn(tmp_path, workers=2, CDSHOOKS_AUTH="off", CDSHOOKS_FHIR_SERVERS="{base}/fhir",
                   CDSHOOKS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
                   PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as server:
-        calls = 16
-        for _ in range(calls):
-            resp = requests.get(f"{server.base}/cds-services", headers={"Connection": "close"}, timeout=10)
-            assert resp.status_code == 200
-        workers = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-        written = {p.stem.split("_")[-1] for p in metrics_dir.glob("histogram_*.db")}
-        assert len(workers) == 2 and set(workers) <= written, "both workers answered and wrote their metrics"
+        workers = set(Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split())
+        assert len(workers) == 2
+
+        services = requests.get(f"{server.base}/cds-services", timeout=10).json()["services"]
+        keys = next(s["prefetch"] for s in services if s["id"] == "fasciculation-patient-view")
+
+        def call(_):  # every prefetch key given as "no data": no fetch back into the busy workers
+            body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "prefetch": dict.fromkeys(keys),
+                    "context": {"userId": "Practitioner/example", "patientId": PATIENT}}
+            return requests.post(f"{server.base}/cds-services/fasciculation-patient-view", json=body,
+                                 headers={"Connection": "close"}, timeout=15).status_code
+
+        calls = 0
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(10):  # concurrent calls until both workers have answered some
+                assert list(pool.map(call, range(16))) == [200] * 16
+                calls += 16
+                written = {p.stem.split("_")[-1] for p in metrics_dir.glob("histogram_*.db")}
+                if workers <= written:
+                    break
+        assert workers <= written, "both workers answered and wrote their metrics"
         for _ in range(3):  # whichever worker answers the scrape, the sum is the same
             samples = scrape(requests.get(f"{server.base}/metrics", timeout=10).text)
-            assert total(samples, "cdshooks_http_request_duration_seconds_count", endpoint="discovery",
-                         status="200") == calls
+            assert total(samples, "cdshooks_http_request_duration_seconds_count", endpoint="hook",
+                         service="fasciculation-patient-view", status="200") == calls
+            assert total(samples, "cdshooks_hook_stage_duration_seconds_count", stage="total") == calls
 
 
 # -- the database goes away ---------------------------------------------------------------

@@ -19,7 +19,18 @@ from cdshooks.store.schema import issued_card, seen_token
 
 from ..conftest import REPO
 
-NOW = datetime.now(timezone.utc)
+
+class _Now:
+    """The current time at each use (a test may run minutes after this module was imported)."""
+
+    def __add__(self, delta: timedelta) -> datetime:
+        return datetime.now(timezone.utc) + delta
+
+    def __sub__(self, delta: timedelta) -> datetime:
+        return datetime.now(timezone.utc) - delta
+
+
+NOW = _Now()
 
 
 def sample(name: str, labels: dict) -> float:
@@ -69,7 +80,7 @@ def test_a_database_made_before_migrations_is_stamped_and_upgraded(db_url):
         with engine.begin() as conn:  # as the schema was created before migrations existed
             conn.execute(text("DROP TABLE alembic_version"))
             conn.execute(insert(issued_card), [{"uuid": "old", "rule_id": "r", "service_id": "s", "hook_instance": "h",
-                                                "indicator": "info", "suggestions": "[]", "issued_at": NOW}])
+                                                "indicator": "info", "suggestions": "[]", "issued_at": NOW - timedelta(0)}])
         assert migrate.upgrade(engine) == (None, migrate.head())
         with engine.connect() as conn:
             assert conn.execute(select(issued_card.c.uuid)).scalars().all() == ["old"]
