@@ -106,6 +106,16 @@ def start_service(port: int, workdir: Path, workers: int) -> subprocess.Popen:
     return proc
 
 
+def _all_workers_up(proc: subprocess.Popen, workers: int, seconds: float = 30) -> None:
+    """Wait until gunicorn has forked all its workers (where /proc says), so that the first calls
+    measure the workers and not their boot."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + seconds
+    while children.exists() and len(children.read_text().split()) < workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
 def start_floor(port: int, workers: int, worker_class: str, threads: int) -> subprocess.Popen:
     """The bare floor on gunicorn's own worker of the service's kind (the project's worker is a
     threaded worker that buffers each request: the floor gets the stock threaded worker)."""
@@ -444,6 +454,7 @@ def main() -> int:
         templates = next(s for s in services if s["hook"] == "patient-view")["prefetch"]
         service = Target("service", svc_port, SERVICE)
         typical = hook_body(typical_resources(110_000), templates)
+        _all_workers_up(procs[0], workers)
         cold, bad = first_calls(service, typical, workers)
         errors += bad
         procs.append(start_floor(floor_port, workers, worker_class, threads))
