@@ -13,7 +13,8 @@ JSON without request paths (``cdshooks.serving.logger.JsonLogger``).
 
 The app is preloaded: rules, value sets, schemas and models are imported and warmed once in the
 master (``create_app`` answers one synthetic call per hook) and shared copy-on-write by the
-workers, so no worker's first call pays for them.
+workers; each worker repeats the synthetic calls before it accepts one (``post_worker_init``),
+so no worker's first call pays for any of it.
 """
 
 import math
@@ -121,3 +122,13 @@ if "gunicorn" in Path(sys.argv[0]).as_posix():
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     for _stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
         _stale.unlink()
+
+
+def post_worker_init(worker):
+    """A forked worker warms itself before it accepts its first call: one synthetic call per hook
+    (copying the preloaded pages it touches, priming its caches) and its own database connection."""
+    app = worker.wsgi
+    state = getattr(app, "extensions", {}).get("cdshooks")
+    if state is not None:
+        state.engine.warm_up()
+        state.store.ping()

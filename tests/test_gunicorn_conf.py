@@ -124,3 +124,24 @@ def test_preloaded_workers_answer_and_find_their_issued_cards(tmp_path):
                if line.startswith("{") and '"service.started"' in line]
     assert len(started) == 1, "create_app ran once, in the master, not once per worker"
     assert started[0]["warm_up_ms"] > 0
+
+
+def test_each_worker_warms_itself_before_its_first_call(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from cdshooks import create_app
+
+    from .conftest import make_settings
+
+    app = create_app(make_settings(tmp_path))
+    engine = app.extensions["cdshooks"].engine
+    calls = []
+    original = engine.warm_up
+    monkeypatch.setattr(engine, "warm_up", lambda: calls.append(1) or original())
+    try:
+        gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=app))
+        assert calls == [1]
+        assert app.extensions["cdshooks"].store.ping()
+        gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=lambda environ, start: []))  # not this app: nothing
+    finally:
+        app.extensions["cdshooks"].store.dispose()
