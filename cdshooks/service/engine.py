@@ -89,14 +89,16 @@ INCOMPLETE_CHECKS_ID = "checks-incomplete"
 class FailureCounter:
     """Rule failures since start-up, per rule id (thread-safe); also counted in ``cdshooks_rule_failures_total``."""
 
-    def __init__(self) -> None:
+    def __init__(self, exported: bool = True) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._exported = exported  # False for the start-up warm-up's calls
 
     def add(self, rule_id: str) -> None:
         with self._lock:
             self._counts[rule_id] = self._counts.get(rule_id, 0) + 1
-        metrics.RULE_FAILURES.labels(rule_id).inc()
+        if self._exported:
+            metrics.RULE_FAILURES.labels(rule_id).inc()
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -129,6 +131,7 @@ class Engine:
     # Skip a rule whose triggers (``@rule(triggers=...)``) are absent from the record: it cannot
     # fire. Off only to prove, in the tests, that skipping never changes an answer.
     skip_untriggered = True
+    _warming = False  # answering the start-up warm-up's synthetic calls
 
     def __init__(self, settings: Settings, store: Store | None):
         self.settings = settings
@@ -150,7 +153,8 @@ class Engine:
         from ..fhir import models
 
         store, self.store = self.store, None
-        failures, self.rule_failures = self.rule_failures, FailureCounter()  # not counted: no patient's call
+        failures, self.rule_failures = self.rule_failures, FailureCounter(exported=False)  # no patient's call
+        self._warming = True
         disabled, logs.logger.disabled = logs.logger.disabled, True
         try:
             models.preload(sorted({r["resourceType"] for r in _warm_up_resources()} | {"Bundle"}))
@@ -163,7 +167,7 @@ class Engine:
             logs.logger.disabled = disabled
             logs.event("service.warm_up_failed", logging.WARNING, error=type(exc).__name__)
         finally:
-            self.store, self.rule_failures = store, failures
+            self.store, self.rule_failures, self._warming = store, failures, False
             logs.logger.disabled = disabled
         return round((time.monotonic() - started) * 1000, 1)
 
@@ -287,10 +291,11 @@ class Engine:
             ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
             ms_total=ms(started, finished),
         )
-        metrics.hook_answered(service.id, {
-            "data": t_gathered - started, "fetch": gathered.fetch_ms / 1000, "record": t_record - t_gathered,
-            "rules": t_rules - t_record, "store": finished - t_rules, "total": finished - started,
-        }, [(c.rule_id or "", c.indicator) for c in cards])
+        if not self._warming:  # the start-up warm-up's calls are no patient's: not in the metrics
+            metrics.hook_answered(service.id, {
+                "data": t_gathered - started, "fetch": gathered.fetch_ms / 1000, "record": t_record - t_gathered,
+                "rules": t_rules - t_record, "store": finished - t_rules, "total": finished - started,
+            }, [(c.rule_id or "", c.indicator) for c in cards])
         if record.problems:
             logs.event("record.repaired", hook_instance=hook_instance, resources=record.invalid,
                        problems=record.problems[:50])
