@@ -2,7 +2,8 @@
 
 Only URLs the verifier has already matched against an issuer's allowed prefixes reach
 this module. A fetch follows no redirect (a redirect could leave the allowed prefix),
-reads at most ``max_bytes`` and gives up after the FHIR fetch timeout.
+reads at most ``max_bytes`` and ends after the FHIR fetch timeout in all, however slowly
+the server sends.
 
 A set is reused for ``ttl`` seconds. A ``kid`` missing from a cached set triggers a
 refresh, since clients rotate keys. To keep forged tokens from turning the service into a
@@ -17,14 +18,17 @@ a key server's outage should not lock every clinician out.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import socket
+import ssl
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-import requests
+from urllib.parse import urlsplit
 
 from ..logs import event
 from .issuers import key_index
@@ -124,15 +128,97 @@ class RemoteKeySets:
             entry.keys = self._download(url)
             entry.fetched_at = now
             event("auth.jwks_fetched", url=url, keys=len(entry.keys))
-        except (requests.RequestException, ValueError) as exc:
+        except ValueError as exc:
             event("auth.jwks_failed", logging.WARNING, url=url, error=type(exc).__name__)
 
     def _download(self, url: str) -> dict[str, dict[str, Any]]:
-        with requests.get(url, timeout=self._timeout, allow_redirects=False, stream=True,
-                          headers={"Accept": "application/json"}) as resp:
-            if resp.status_code != 200:
-                raise ValueError(f"HTTP {resp.status_code}")
-            body = resp.raw.read(self._max_bytes + 1, decode_content=True)
+        """The key set at ``url``, read within ``timeout`` seconds in all (connecting, waiting,
+        reading a body that drips: a timer shuts the socket at the end); ``ValueError`` else."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        until = time.monotonic() + self._timeout
+        try:
+            raw = socket.create_connection((host, port), timeout=self._timeout)
+        except OSError as exc:
+            raise ValueError(f"connection failed ({type(exc).__name__})") from None
+        cut = _Cutoff(raw, self._timeout)
+        sock = raw
+        try:
+            if parts.scheme == "https":
+                sock = _tls_context().wrap_socket(raw, server_hostname=host)
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+            conn.sock = sock
+            conn.putrequest("GET", parts.path or "/", skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", parts.netloc)
+            conn.putheader("Accept", "application/json")
+            conn.putheader("Connection", "close")
+            conn.endheaders()
+            resp = conn.getresponse()
+            try:
+                if resp.status != 200:
+                    raise ValueError(f"HTTP {resp.status}")
+                body = bytearray()
+                while len(body) <= self._max_bytes:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        raise ValueError("timed out")
+                    sock.settimeout(left)
+                    chunk = resp.read1(8192)
+                    if not chunk:
+                        break
+                    body += chunk
+            finally:
+                resp.close()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ValueError(f"fetch failed ({type(exc).__name__})") from None
+        finally:
+            cut.cancel()
+            sock.close()
+        if cut.fired or time.monotonic() >= until:
+            raise ValueError("timed out")
         if len(body) > self._max_bytes:
             raise ValueError("key set too large")
         return key_index(json.loads(body), strict=False)
+
+
+class _Cutoff:
+    """Shuts a socket down after ``seconds`` unless cancelled first (a blocked read then ends)."""
+
+    def __init__(self, sock: socket.socket, seconds: float):
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._done = False
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:  # never after cancel(): the socket may be closed and its descriptor reused
+            if not self._done:
+                self.fired = True
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+
+_tls: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    global _tls
+    if _tls is None:
+        try:
+            import certifi
+
+            _tls = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:  # pragma: no cover - certifi is installed with requests
+            _tls = ssl.create_default_context()
+    return _tls

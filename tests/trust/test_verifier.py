@@ -25,6 +25,7 @@ from cdshooks.store import Store
 from cdshooks.trust import issuers, tokens
 from cdshooks.trust.verifier import REASONS, Unauthorized, Verifier
 
+from ..drip import serve_drip
 from ..loopback import serve_wsgi
 
 SANDBOX_KEYS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sandbox-keys"
@@ -491,6 +492,18 @@ def test_the_global_limit_bounds_fetches_across_issuers(tmp_path, store, key_ser
                              jku=f"{key_server.base}/keys/{n}/jwks.json"))
         assert reason(verifier, forged) in {"jwks", "kid"}
     assert key_server.total() == 8                      # the global burst, though no issuer used its own
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_a_key_server_that_drips_is_given_up_on_at_the_fetch_timeout(tmp_path, store, keys, mode):
+    with serve_drip(mode) as drip:
+        path = write_issuers(tmp_path, [{"iss": JKU_EHR, "jku": [f"{drip.url}/keys/"]}])
+        verifier = Verifier(settings_for(path, fetch_timeout=0.5), store)
+        forged = bearer(sign(keys["ec"], claims(time.time(), iss=JKU_EHR), kid="k1", jku=f"{drip.url}/keys/jwks.json"))
+        started = time.monotonic()
+        assert reason(verifier, forged) == "jwks"
+        assert time.monotonic() - started < 1.0
+        assert len(drip.snapshot()) == 1
 
 
 def test_cached_keys_survive_a_key_server_outage_after_the_ttl(jku_setup, key_server):
