@@ -40,6 +40,13 @@ Unknown is not absent
     A result whose value could not be read, or that cannot be told low or normal (a "<5"
     potassium), is never low: the card stays silent about it (``electrolyte-check`` states it).
     "<1.5 mg/dL" magnesium is low (its bound is below the limit).
+
+What changed and why (clinical review)
+    Results in every common LOINC code are read (ionized calcium in mg/dL, 38230-9 and
+    17863-2, divided by 4.008; magnesium in mmol/L, 2593-2, times 2.431; calcium in meq/L),
+    so a low value is no longer missed for its code or unit. Eyelid or facial twitching
+    still fires this card (our choice, unlike ``electrolyte-check``): a recent low value
+    needs correcting whatever the twitching is.
 """
 
 from __future__ import annotations

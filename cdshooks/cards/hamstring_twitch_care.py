@@ -66,6 +66,12 @@ An electrolyte without a recent result is named ("No magnesium result in the las
 when the Observations and DiagnosticReports arrived whole; a recent result whose value could not
 be read is stated as such with its date. When the results did not arrive whole the missing lab is
 not named and not ordered.
+
+What changed and why (clinical review)
+    Twitching the record places only in the eyelid or face (``_twitch.face_only``, e.g.
+    "Eyelid twitching" with a hamstring strain on the problem list) never counts as leg
+    twitching (``_leg``): eyelid myokymia is not a hamstring finding. The guideline is
+    silent on eyelid twitching.
 """
 
 from __future__ import annotations

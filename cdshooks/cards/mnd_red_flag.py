@@ -47,6 +47,13 @@ Unknown is not absent
     a referral already made. It then does not say "No motor neuron disease diagnosis on the record" or
     "No neurology referral on file"; it says that this could not be checked (``clinical.absence``), and
     still suggests the referral and the EMG, since an order already on file could not be seen.
+
+What changed and why (clinical review)
+    SNOMED CT 306206005 is the generic "Referral to service" (public code bases use it for
+    cardiology, ophthalmology and social-work referrals), not a neurology referral: it left
+    ``neurology_referral``, so a cardiology referral coded with it no longer silences the
+    urgent neurology referral. Eyelid-only twitching is not filtered here (our choice): the
+    card rests on the weakness, and missing motor neuron disease costs more than a card.
 """
 
 from __future__ import annotations

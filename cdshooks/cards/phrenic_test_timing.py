@@ -25,6 +25,12 @@ Choices where the catalogue and guideline are silent
     * The card offers the note as an ``update`` rather than only saying it: the timing is
       carried out by whoever performs the test, not by the orderer.
     * An order that already asks for quiet breathing is addressed; the rule stays silent.
+
+What changed and why (clinical review)
+    Orders named in another word order are recognised: the ``phrenic_test`` value set has
+    word sets ("EMG HEMIDIAPHRAGM", "Nerve conduction study, phrenic"), matched as sets
+    of words. No procedure code could be verified (CPT 95866 is unverified), so
+    recognition stays by name.
 """
 
 from __future__ import annotations

@@ -49,6 +49,11 @@ Unknown is not absent
     "No LGI1 antibody result on file" and "No neuromyotonia diagnosis yet" are said only when the
     data they speak of arrived whole and readable; otherwise the card says that this could not be
     checked (``clinical.absence``). A recent LGI1 result that exists is never described as absent.
+
+What changed and why (clinical review)
+    When another card offers a needle EMG with nerve conduction studies, the engine drops
+    this card's nerve conduction order as clinically covered (``orders.COVERS``) and the
+    card says where the study is offered: one answer never orders the same study twice.
 """
 
 from __future__ import annotations

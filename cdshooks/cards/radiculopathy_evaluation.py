@@ -50,6 +50,12 @@ Unknown is not absent
 When the orders, procedures or reports did not arrive whole (or one of them cannot be read), the
 card still fires but does not say "No EMG or nerve conduction study on file": it says that this
 could not be checked (``clinical.absence``).
+
+What changed and why (clinical review)
+    Twitching the record places only in the eyelid or face (``_twitch.face_only``, e.g.
+    "Eyelid twitching" with a hamstring strain on the problem list) never counts as leg
+    twitching (``_leg``): eyelid myokymia is not a hamstring finding. The guideline is
+    silent on eyelid twitching.
 """
 
 from __future__ import annotations
