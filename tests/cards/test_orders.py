@@ -139,3 +139,21 @@ def test_medication_keys_differ_by_drug_not_by_dose():
     assert order_key(a) == order_key(b) != order_key(c)
     with pytest.raises(KeyError):
         medication_request("p1", "nosuchdrug", dose_mg=1, times_per_day=1, text="x")
+
+
+def test_needle_emg_with_nerve_conduction_covers_a_nerve_conduction_order_not_the_reverse():
+    from cdshooks.cards.orders import covers
+
+    emg = service_request("p1", "emg_ncs", text="Needle EMG with nerve conduction studies", category="procedure")
+    ncs = service_request("p1", "nerve_conduction", text="Nerve conduction studies", category="procedure")
+    bmp = service_request("p1", "bmp_panel", text="Basic metabolic panel", category="laboratory")
+    assert covers(emg, ncs)
+    assert not covers(ncs, emg) and not covers(emg, emg) and not covers(emg, bmp)
+    worded = {"resourceType": "ServiceRequest", "code": {"text": "Nerve conduction study, both legs"}}
+    assert covers(emg, worded)  # by the nerve conduction value set's names
+
+
+def test_a_suggested_medication_order_is_taken_by_mouth():
+    order = medication_request("p1", "carbamazepine", dose_mg=200, times_per_day=2, text="200 mg twice daily")
+    assert order["dosageInstruction"][0]["route"]["coding"][0]["code"] == "26643006"
+    assert not validation_errors(order)
