@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import copy
 
-from ._irinotecan import STRONG, partner_line, partner_names, pathways_of
+from ._irinotecan import STRONG, only_inducers, partner_line, partner_names, pathways_of
 from .card import Action, Card, Suggestion, render_detail
 from .clinical import MedUse, active_medications, medication_of
 from .registry import Call, Source, rule
@@ -104,9 +104,11 @@ def _irinotecan_order(order: dict, use: MedUse, partners: list[tuple[MedUse, lis
     names = ", ".join(dict.fromkeys(partner_names(u, f) for u, f in partners))
     pathway = " and ".join(dict.fromkeys(p.name for _, f in partners for p in f))
     why = [f"Draft order: {use.label}."] + [f"Active: {partner_line(u, f)}." for u, f in partners]
-    why.append("The label's advice is to switch the interacting drug to one that does not act on CYP3A4 or UGT1A1 "
-               "(a strong CYP3A4 inhibitor such as ketoconazole is stopped at least a week before irinotecan), "
-               "rather than to give up the chemotherapy; the choice of substitute is the prescriber's.")
+    inhibitor = any(not only_inducers(f) for _, f in partners)
+    how = ("a strong CYP3A4 inhibitor such as ketoconazole is stopped at least a week before irinotecan" if inhibitor
+           else "an enzyme inducer is replaced by a non-inducing drug before irinotecan starts")
+    why.append(f"The label's advice is to switch the interacting drug to one that does not act on CYP3A4 or UGT1A1 "
+               f"({how}), rather than to give up the chemotherapy; the choice of substitute is the prescriber's.")
     suggestions = [s for s in (_stop(u, partner_names(u, f)) for u, f in partners) if s is not None]
     statements = [u for u, _ in partners if u.resource.get("resourceType") != "MedicationRequest"]
     if statements:

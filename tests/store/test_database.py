@@ -115,7 +115,7 @@ def test_a_schema_behind_head_stops_start_up_when_migrations_are_off(db_url):
 
 # -- replay cache ---------------------------------------------------------------------
 def test_a_jti_is_claimed_once_until_it_expires(store):
-    later = NOW + timedelta(minutes=5)
+    later = NOW + timedelta(hours=2)
     assert store.claim_jti("iss", "j1", later) is True
     assert store.claim_jti("iss", "j1", later) is False
     assert store.claim_jti("other-iss", "j1", later) is True
@@ -127,7 +127,7 @@ def test_a_jti_is_claimed_once_until_it_expires(store):
 def test_concurrent_claims_of_one_jti_let_exactly_one_through(db_url):
     stores = [Store(db_url) for _ in range(2)]
     stores[0].init()
-    later = NOW + timedelta(minutes=5)
+    later = NOW + timedelta(hours=2)
     try:
         for round_ in range(10):
             barrier = threading.Barrier(8)
@@ -181,7 +181,7 @@ def test_with_the_database_down_records_degrade_and_the_replay_check_raises():
     dropped = sample("cdshooks_issued_card_records_total", {"result": "dropped"})
     s.record_issued("svc", "h", [card("x")])   # never raises: queued, retried in the background
     with pytest.raises(StoreUnavailable):
-        s.claim_jti("iss", "j", NOW + timedelta(minutes=5))
+        s.claim_jti("iss", "j", NOW + timedelta(hours=2))
     with pytest.raises(StoreUnavailable):
         s.store_feedback("svc", [item("x")])
     assert s.ping() is False
@@ -199,12 +199,12 @@ def test_purge_deletes_expired_tokens_and_cards_past_retention(db_url):
     with s.engine.begin() as conn:
         conn.execute(insert(issued_card), rows)
     s.claim_jti("iss", "expired", NOW - timedelta(seconds=5))
-    s.claim_jti("iss", "live", NOW + timedelta(minutes=5))
+    s.claim_jti("iss", "live", NOW + timedelta(hours=2))
     assert s.purge() == {"replay_entries": 1, "issued_cards": 1}
     with s.engine.connect() as conn:
         assert conn.execute(select(issued_card.c.uuid)).scalars().all() == ["new"]
         assert conn.execute(select(seen_token.c.jti)).scalars().all() == ["live"]
-    assert s.claim_jti("iss", "live", NOW + timedelta(minutes=5)) is False
+    assert s.claim_jti("iss", "live", NOW + timedelta(hours=2)) is False
     s.close()
 
 
