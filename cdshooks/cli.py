@@ -192,6 +192,37 @@ def _cmd_simulate(error: type[Exception], args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_export(error: type[Exception], args: argparse.Namespace) -> int:
+    from .population.bulk_client import Auth, export, narrowed
+    from .population.evaluation import Evaluator
+
+    def say(message: str) -> None:
+        print(f"cdshooks export: {message}", file=sys.stderr, flush=True)
+
+    auth = None
+    if args.client_id or args.key or args.token_url:
+        if not (args.client_id and args.key and args.token_url):
+            raise error("SMART Backend Services needs --client-id, --key and --token-url together")
+        auth = Auth(args.token_url, args.client_id, args.key, kid=args.kid, scope=args.scope)
+    level = "group" if args.group else ("patient" if args.patients else "system")
+    types: list[str] | None = None
+    filters: list[str] | None = None
+    try:
+        if not args.all_types:
+            for hook in args.hook or list(HOOKS):
+                check_hook(hook)
+            engine = Evaluator("patient-view", datetime.now(timezone.utc)).engine
+            types, filters = narrowed(engine, args.hook or list(HOOKS))
+            if args.no_type_filter:
+                filters = None
+        files = export(args.fhir_base_url, args.out, level=level, group=args.group, types=types,
+                       type_filters=filters, since=args.since, auth=auth, max_wait=args.max_wait, progress=say)
+    except InputError as exc:
+        raise error(str(exc)) from None
+    print(f"exported {len(files)} file(s) into {args.out}; run: cdshooks simulate {args.out}")
+    return 0
+
+
 def _cmd_load_fixtures(error: type[Exception], args: argparse.Namespace) -> int:
     import requests
 
@@ -265,6 +296,26 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
     p.add_argument("--master", metavar="URL", help="Spark master (default: local[*], or spark-submit's)")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(func=partial(_cmd_simulate, command_error))
+
+    p = subparsers.add_parser("export", help="FHIR Bulk Data $export into NDJSON files (SMART Backend Services)")
+    p.add_argument("fhir_base_url", metavar="FHIR_BASE_URL")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the NDJSON files and manifest.json")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--group", metavar="ID", help="export one Group's patients (Group/ID/$export)")
+    scope.add_argument("--patients", action="store_true", help="export every patient (Patient/$export)")
+    p.add_argument("--hook", action="append", metavar="HOOK",
+                   help="narrow _type/_typeFilter to what this hook's rules read (repeatable; default: all hooks)")
+    p.add_argument("--all-types", action="store_true", help="no _type or _typeFilter: everything the server has")
+    p.add_argument("--no-type-filter", action="store_true", help="send _type but no _typeFilter")
+    p.add_argument("--since", metavar="INSTANT", help="_since: only resources changed since then")
+    p.add_argument("--client-id", help="SMART Backend Services client id")
+    p.add_argument("--key", metavar="FILE", help="the client's private key (JWK, JWK Set or PEM; RSA or P-384)")
+    p.add_argument("--kid", help="key id (default: the JWK's kid or its thumbprint)")
+    p.add_argument("--token-url", metavar="URL", help="the authorization server's token endpoint")
+    p.add_argument("--scope", help="scope requested (default: system/<Type>.read for each exported type)")
+    p.add_argument("--max-wait", type=float, default=24 * 3600, metavar="SECONDS",
+                   help="give up when the export has not finished after this long (default 24 h)")
+    p.set_defaults(func=partial(_cmd_export, command_error))
 
     p = subparsers.add_parser("load-fixtures", help="PUT the fixture resources to a FHIR server (one transaction)")
     p.add_argument("fhir_base_url", metavar="FHIR_BASE_URL")

@@ -41,7 +41,7 @@ ALLOWED = {
     "cards": {"fhir", "config", "logs"},
     "service": {"cards", "fhir", "trust", "store", "config", "logs", "metrics"},
     "tryit": {"service", "cards", "fhir", "store", "config", "logs"},
-    "population": {"__init__", "tryit", "service", "cards", "fhir", "store", "config", "logs"},
+    "population": {"__init__", "tryit", "service", "cards", "fhir", "trust", "store", "config", "logs"},
     "cli": {"population", "tryit", "service", "cards", "fhir", "trust", "store", "config", "logs"},
     "gunicorn_conf": {"store"},
     "serving": {"config", "logs"},

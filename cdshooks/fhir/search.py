@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode
 
@@ -181,9 +181,16 @@ def _date_test(prefix: str, p: Interval) -> Callable[[Interval], bool]:
 
 def _split(value: str) -> list[str]:
     """Comma-separated values, ``\\,`` and ``\\|`` escapes kept literal; empty parts dropped."""
-    return [v.replace("\\,", ",") for v in re.split(r"(?<!\\),", value) if v]
+    return list(_split_cached(value))
 
 
+@lru_cache(maxsize=4096)
+def _split_cached(value: str) -> tuple[str, ...]:
+    # the same code lists come with every call of a service (its prefetch templates): split once
+    return tuple(v.replace("\\,", ",") for v in re.split(r"(?<!\\),", value) if v)
+
+
+@lru_cache(maxsize=65536)
 def _token(value: str) -> tuple[str | None, str | None]:
     """``(system, code)``: system None = any system, "" = no system; code None = any code."""
     parts = re.split(r"(?<!\\)\|", value, maxsplit=1)

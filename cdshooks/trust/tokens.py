@@ -25,7 +25,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from .issuers import SANDBOX_ISSUER, SANDBOX_JKU, sandbox_jwks
 
-__all__ = ["mint"]
+__all__ = ["mint", "client_assertion"]
 
 _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -52,6 +52,22 @@ def mint(key_file: str | Path, audience: str, issuer: str | None = None, kid: st
                                "exp": now + lifetime, "jti": str(uuid.uuid4())}
     if tenant:
         payload["tenant"] = tenant
+    return jwt.encode(payload, key, algorithm=_algorithm(key), headers=headers)
+
+
+def client_assertion(key_file: str | Path, client_id: str, token_url: str, kid: str | None = None,
+                     lifetime: int = 300, *, jku: str | None = None) -> str:
+    """A SMART Backend Services client assertion (``private_key_jwt``): ``iss`` = ``sub`` = the client id,
+    ``aud`` = the token endpoint, a fresh ``jti``, at most 5 minutes of life; RS384 or ES384 by key type."""
+    if not 0 < lifetime <= 300:
+        raise ValueError("a client assertion lives at most 300 seconds")
+    key, file_kid = _private_key(Path(key_file), kid)
+    headers: dict[str, Any] = {"typ": "JWT", "kid": kid or file_kid or _thumbprint(_public_jwk(key))}
+    if jku:
+        headers["jku"] = jku
+    now = int(time.time())
+    payload = {"iss": client_id, "sub": client_id, "aud": token_url, "iat": now, "exp": now + lifetime,
+               "jti": str(uuid.uuid4())}
     return jwt.encode(payload, key, algorithm=_algorithm(key), headers=headers)
 
 

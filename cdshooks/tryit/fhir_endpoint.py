@@ -14,6 +14,7 @@ public CDS Hooks sandbox point ``fhirServer`` at, and what our FHIR-client tests
   patient. Answers are ``searchset`` Bundles with ``total``, absolute ``fullUrl``\\ s, a
   ``self`` link and, when more matches remain, a ``next`` link (paging with ``_count``,
   default ``DEFAULT_COUNT`` and at most ``max_count``, and ``_offset``);
+* ``$export`` (system, ``Patient`` and ``Group`` level; ``bulk_export``): FHIR Bulk Data, async;
 * errors are OperationOutcomes: 404 for an unknown id or a type not served, 400 for a
   malformed parameter value. Every body is ``application/fhir+json``; any origin may call
   (``Access-Control-Allow-Origin: *``: the data is synthetic).
@@ -43,6 +44,7 @@ from ..cards.registry import DATA_KEYS
 from ..fhir import search as fhirsearch
 from ..fhir.bundles import has_relative_dates, instant, is_draft_order, load_resources, patient_of, resolve_dates
 from ..logs import event
+from .bulk_export import add_export
 from .fixtures import INDEX_FILE
 
 __all__ = ["blueprint", "outcome", "Store", "View", "DEFAULT_COUNT", "FHIR_JSON"]
@@ -226,12 +228,14 @@ def _capability(view: View, base: str, now: datetime) -> dict:
 
 
 def blueprint(folders: Iterable[str | Path], base_path: str = "/fhir", *, max_count: int = 1000,
-              clock: Callable[[], datetime] | None = None, name: str | None = None) -> Blueprint:
+              clock: Callable[[], datetime] | None = None, name: str | None = None,
+              export_delay: float = 1.0) -> Blueprint:
     """A Flask Blueprint serving ``folders`` read-only under ``base_path``.
 
     ``max_count`` caps ``_count`` (a test server uses 2 to force paging); ``clock`` gives the
     request time that relative dates resolve against (default: now, UTC); ``name`` is the
-    blueprint's name (default: derived from ``base_path``).
+    blueprint's name (default: derived from ``base_path``). ``$export`` (``bulk_export``) answers
+    its status URL with ``202`` for ``export_delay`` seconds after a kick-off.
     """
     store = Store(folders)
     now_fn = clock or (lambda: datetime.now(timezone.utc))
@@ -293,4 +297,5 @@ def blueprint(folders: Iterable[str | Path], base_path: str = "/fhir", *, max_co
             included=result.included, base_url=base, self_url=f"{base}/{rtype}?{result.query()}",
         ))
 
+    add_export(bp, lambda: store.view(now_fn()), now_fn, outcome, delay=export_delay)
     return bp

@@ -1,0 +1,225 @@
+"""Benchmark: silent mode over synthesized populations (local runner, and Spark local mode).
+
+Populations are synthesized by templating patients with new ids, written as Bulk Data NDJSON
+(one file per resource type, as an EHR's ``$export`` gives them):
+
+* **small** patients: the fixture patients of ``fhir_fixtures/`` (a few resources each);
+* **Synthea-sized** patients: the 19 Synthea patients of ``../shared/fhir_samples`` (every
+  resource type Synthea writes, 228 resources and ~0.75 MB per patient on average; the
+  runner keeps the ~150 of the types the rules read).
+
+Measured, each by running ``cdshooks simulate`` as a separate process tree:
+
+1. **memory**: peak resident memory of the whole process tree (the runner and its workers,
+   summed, sampled every 50 ms) for ``--small`` and ten times as many small patients;
+2. **throughput**: Synthea-sized patients per second with 1 and with 2 processes, per core;
+   the **floor** is one process that only parses every NDJSON line of the same files
+   (``json.loads``), so the ratio says what grouping and evaluating add to reading;
+3. **Spark** (``--spark``): the same Synthea-sized population with ``--engine spark --master
+   local[N]``, wall time including the JVM start, per core.
+
+Figures are printed (and written with ``--json``); sizes are small by default because the
+machine is shared: raise them with ``--small`` and ``--synthea``.
+
+    .venv/bin/python bench/population.py [--small 5000] [--synthea 400] [--spark] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SYNTHEA = REPO.parent / "shared" / "fhir_samples" / "synthea_r4_bundles_smart"
+NOW = "2026-03-01T09:00:00Z"
+
+
+# -- synthesizing ----------------------------------------------------------------------------------
+
+def _templates(kind: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(patient id, [(resource type, JSON text)]) per template patient."""
+    sys.path.insert(0, str(REPO))
+    from datetime import datetime, timezone
+
+    from cdshooks.fhir.bundles import load_resources, patients, resolve_dates
+    from cdshooks.tryit.fixtures import scenarios
+
+    out = []
+    if kind == "small":
+        now = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
+        seen: set[str] = set()
+        for sc in scenarios():
+            for pid, resources in patients(sc.bundle(now)).items():
+                if pid not in seen:
+                    seen.add(pid)
+                    out.append((pid, [(r["resourceType"], json.dumps(r)) for r in resources]))
+    else:
+        for path in sorted(SYNTHEA.glob("*.json")):
+            for pid, resources in patients(resolve_dates(load_resources(path), datetime.now(timezone.utc))).items():
+                out.append((pid, [(r["resourceType"], json.dumps(r)) for r in resources]))
+    return out
+
+
+def synthesize(kind: str, count: int, folder: Path) -> int:
+    """``count`` patients templated from ``kind`` with new ids, as NDJSON per type; returns the bytes written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    templates = _templates(kind)
+    files: dict[str, object] = {}
+    written = 0
+    try:
+        for n in range(count):
+            pid, resources = templates[n % len(templates)]
+            new = f"pop-{n:07d}"
+            for rtype, text in resources:
+                f = files.get(rtype)
+                if f is None:
+                    f = files[rtype] = open(folder / f"{rtype}.000.ndjson", "w", encoding="utf-8")
+                line = text.replace(pid, new) + "\n"
+                f.write(line)  # type: ignore[attr-defined]
+                written += len(line)
+    finally:
+        for f in files.values():
+            f.close()  # type: ignore[attr-defined]
+    return written
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+def _tree_rss(root: int) -> int:
+    """Resident memory (bytes) of ``root`` and all its descendants."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/statm") as f:
+                pages = int(f.read().split()[1])
+        except OSError:
+            continue
+        pid = int(entry)
+        parents[pid] = int(stat[stat.rindex(")") + 2:].split()[1])
+        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in rss:
+        p = pid
+        while p and p != root:
+            p = parents.get(p, 0)
+        if p == root:
+            total += rss[pid]
+    return total
+
+
+def run(argv: list[str], label: str) -> dict:
+    """Run ``cdshooks`` with ``argv``; wall time, peak memory of its process tree and its JSON report."""
+    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen([sys.executable, "-m", "cdshooks.cli", *argv, "--json"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    done.set()
+    sampler.join()
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{label}: cdshooks exited {proc.returncode}")
+    report = json.loads(out)
+    result = {"label": label, "wallSeconds": round(wall, 2), "cpuSeconds": round(cpu, 2),
+              "peakMB": round(peak / 1e6, 1), "patients": report["patients"],
+              "patientsPerSecond": round(report["patients"] / wall, 1),
+              "patientsPerCpuSecond": round(report["patients"] / cpu, 1) if cpu else None}
+    print(f"  {label}: {result['patients']} patients in {wall:.1f} s ({result['patientsPerSecond']}/s), "
+          f"CPU {cpu:.1f} s ({result['patientsPerCpuSecond']} patients per CPU-second), "
+          f"peak {result['peakMB']} MB", flush=True)
+    return result
+
+
+def floor(folder: Path, patients: int) -> dict:
+    """One process parsing every line of the files and nothing else."""
+    started = time.monotonic()
+    cpu = time.process_time()
+    for path in sorted(folder.glob("*.ndjson")):
+        with open(path, "rb") as f:
+            for line in f:
+                json.loads(line)
+    wall = time.monotonic() - started
+    cpu = time.process_time() - cpu
+    print(f"  floor (json.loads of every line, 1 process): {wall:.1f} s ({patients / wall:.1f} patients/s), "
+          f"CPU {cpu:.1f} s")
+    return {"wallSeconds": round(wall, 2), "cpuSeconds": round(cpu, 2), "patientsPerSecond": round(patients / wall, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=5000, help="small patients (memory: this and 10x)")
+    parser.add_argument("--synthea", type=int, default=400, help="Synthea-sized patients (throughput)")
+    parser.add_argument("--spark", action="store_true", help="also run the Spark runner in local mode")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    results: dict = {"cores": len(os.sched_getaffinity(0)), "loadAverage": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="cdshooks-bench-") as tmp:
+        root = Path(tmp)
+        if not args.skip_memory:
+            print(f"memory: {args.small:,} and {10 * args.small:,} small patients, 2 processes")
+            mem = []
+            for count in (args.small, 10 * args.small):
+                folder = root / f"small-{count}"
+                synthesize("small", count, folder)
+                mem.append(run(["simulate", str(folder), "--now", NOW, "--jobs", "2"], f"{count:,} small"))
+                for p in folder.glob("*"):
+                    p.unlink()
+            results["memory"] = mem + [{"ratio": round(mem[1]["peakMB"] / mem[0]["peakMB"], 2)}]
+            print(f"  peak ratio {results['memory'][-1]['ratio']}x for 10x the patients")
+        if SYNTHEA.is_dir():
+            folder = root / "synthea"
+            size = synthesize("synthea", args.synthea, folder)
+            print(f"throughput: {args.synthea:,} Synthea-sized patients ({size / 1e6:.0f} MB of NDJSON)")
+            base = floor(folder, args.synthea)
+            one = run(["simulate", str(folder), "--now", NOW, "--jobs", "1"], "local, 1 process")
+            two = run(["simulate", str(folder), "--now", NOW, "--jobs", "2"], "local, 2 processes")
+            results["throughput"] = {"floor": base, "jobs1": one, "jobs2": two,
+                                     "perCore1": one["patientsPerSecond"], "perCore2": two["patientsPerSecond"] / 2,
+                                     "speedup": round(one["wallSeconds"] / two["wallSeconds"], 2),
+                                     "ratioToFloor1": round(one["wallSeconds"] / base["wallSeconds"], 2),
+                                     "cpuRatioToFloor1": round(one["cpuSeconds"] / base["cpuSeconds"], 2)}
+            print(f"  per core: {one['patientsPerSecond']}/s (1 process), {two['patientsPerSecond'] / 2:.1f}/s "
+                  f"(2 processes); speed-up 1->2: {results['throughput']['speedup']}x; "
+                  f"1 process / floor: {results['throughput']['ratioToFloor1']}x")
+            if args.spark:
+                spark = run(["simulate", str(folder), "--now", NOW, "--engine", "spark", "--master", "local[2]"],
+                            "spark local[2]")
+                results["spark"] = {**spark, "perCore": round(spark["patientsPerSecond"] / 2, 1),
+                                    "localOverSpark": round(spark["wallSeconds"] / two["wallSeconds"], 2)}
+                print(f"  Spark per core: {results['spark']['perCore']}/s; Spark wall / local wall (2 cores): "
+                      f"{results['spark']['localOverSpark']}x")
+        else:
+            print(f"throughput: skipped ({SYNTHEA} not present)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
