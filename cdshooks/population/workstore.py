@@ -24,7 +24,7 @@ from .sources import Resource
 
 __all__ = ["Shard", "ShardReader", "RunStore", "index_shards"]
 
-_PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-16000",
+_PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-4000",
             "PRAGMA temp_store=FILE")
 _REFERENCE = re.compile(r'"reference"\s*:\s*"([A-Za-z]+/[^"/]+)"')
 
@@ -88,7 +88,7 @@ class ShardReader:
         self.has_shared = []
         for path in paths:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            db.execute("PRAGMA cache_size=-8000")
+            db.execute("PRAGMA cache_size=-2000")
             self.dbs.append(db)
             self.has_shared.append(db.execute("SELECT 1 FROM shared LIMIT 1").fetchone() is not None)
 
@@ -123,7 +123,7 @@ class RunStore:
         self.db = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA cache_size=-16000")
+        self.db.execute("PRAGMA cache_size=-4000")
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
             CREATE TABLE IF NOT EXISTS units (seq INTEGER PRIMARY KEY, pid TEXT UNIQUE NOT NULL,
