@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -37,6 +38,7 @@ from .summary import Counts, summarize
 __all__ = ["simulate_spark", "java_problem"]
 
 _REFERENCE_FIELD = '"reference"'
+_HEAD = re.compile(r'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 
 
 def java_problem() -> str | None:
@@ -88,6 +90,9 @@ def _line_resources(line: str, wanted: frozenset[str], now: datetime) -> list[tu
     """``(patient, text, shared key)`` of a kept NDJSON line; a line that is not JSON is dropped."""
     if not line.strip():
         return []
+    head = _HEAD.match(line)
+    if head is not None and head.group(1) not in wanted:
+        return []  # a type no rule reads: not parsed
     try:
         kept = _kept(json.loads(line), wanted, line.strip(), now)
     except ValueError:
@@ -112,8 +117,6 @@ def _rows(kept: list[Resource]) -> list[tuple[str | None, str, str | None]]:
 
 
 def _evaluate_patient(group, hook, now, orders, replay, shared_bc) -> list[dict]:
-    import re
-
     pid, texts = group
     texts = list(texts)
     resources = [json.loads(t) for t in texts]
@@ -222,7 +225,10 @@ def simulate_spark(paths: list[str], hook: str, now: datetime, orders: list[dict
         raise InputError("no Patient found in " + ", ".join(paths))
     probe = Evaluator(hook, now, orders=orders, replay=replay)
     wanted, rule_ids = probe.wanted, probe.rule_ids
-    spark = _session(master)
+    try:
+        spark = _session(master)
+    except Exception as exc:  # the JVM did not start, or the master is unreachable
+        raise InputError(f"Spark did not start: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     sc = spark.sparkContext
     sc.setLogLevel("ERROR")
     try:
@@ -249,6 +255,11 @@ def simulate_spark(paths: list[str], hook: str, now: datetime, orders: list[dict
             raise InputError("no Patient found in " + ", ".join(paths))
         if out is not None:
             results.flatMap(_card_rows).saveAsTextFile(_join(out, "cards"))
+    except InputError:
+        raise
+    except Exception as exc:  # a job failed (a lost executor, an unreadable path, the output already there)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise InputError(f"the Spark job failed: {type(exc).__name__}: {first}") from None
     finally:
         spark.stop()
     quantiles = _quantiles(merged["ms"])
