@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from cdshooks import create_app
 from cdshooks.config import Settings
@@ -14,6 +15,12 @@ from cdshooks.config import Settings
 from . import postgres
 from .probe_rules import probe_rules  # noqa: F401 - fixture for the CLI, playground and browser tests
 from .spec_checks import check_response
+
+# Property-based tests run the same examples on every run (derandomized), keep no example database
+# (nothing written under .hypothesis/), and have no per-example deadline (the machine is shared).
+hypothesis_settings.register_profile("cdshooks", derandomize=True, database=None, deadline=None,
+                                     print_blob=True)
+hypothesis_settings.load_profile("cdshooks")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -360,7 +360,7 @@ class Record:
                     norm = normalize_code(system, code)
                     by_code[(system, norm)].append(sig)
                     if system == ICD10CM:
-                        for n in range(3, len(norm)):
+                        for n in range(3, min(len(norm), 8)):  # ICD-10-CM codes have at most 7 characters
                             by_code[(system, norm[:n])].append(sig)
                 words.update(concept_words(coding.get("display")))
             for w in words:

@@ -310,3 +310,14 @@ def test_the_benchmark_floor_exists_only_outside_production(tmp_path):
 def test_limits_must_be_positive_numbers(name, value):
     with pytest.raises(ConfigError):
         Settings.from_env({name: value})
+
+
+def test_a_huge_code_costs_no_more_than_its_length(app, client):
+    """A 200,000-character ICD-10-CM code once made indexing quadratic (a prefix of every length)."""
+    body = hook_request("patient-view", prefetch=empty_prefetch(app, "patient-view"))
+    condition = {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p1"},
+                 "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R25." + "1" * 200_000}]}}
+    body["prefetch"]["conditions"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": condition}]}
+    started = time.monotonic()
+    assert client.post(PV, json=body).status_code == 200
+    assert time.monotonic() - started < 5
