@@ -67,10 +67,8 @@ def create_app(settings=None) -> Flask:
 
 def _register_dev(app: Flask, settings) -> None:
     """Development conveniences (the fixtures FHIR endpoint, the playground); off in production."""
-    from pathlib import Path
+    from .tryit import fhir_endpoint, playground
+    from .tryit.loader import fixture_folders
 
-    from .tryit import fhir_endpoint, fixtures, playground
-
-    folders = [fixtures.FIXTURES_DIR] + ([Path(settings.fixtures_dir)] if settings.fixtures_dir else [])
-    app.register_blueprint(fhir_endpoint.blueprint([f for f in folders if f.exists()]))
+    app.register_blueprint(fhir_endpoint.blueprint(fixture_folders(settings.fixtures_dir or None)))
     app.register_blueprint(playground.blueprint())

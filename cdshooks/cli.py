@@ -245,6 +245,8 @@ def _cmd_load_fixtures(error: type[Exception], args: argparse.Namespace) -> int:
     for ref in dangling:
         print(f"cdshooks load-fixtures: warning: {ref} is referenced but not in the fixtures", file=sys.stderr)
     base = args.fhir_base_url.rstrip("/")
+    if args.wait:
+        _wait_for(base, args.wait, error)
     try:
         resp = requests.post(base, data=json.dumps(bundle), timeout=args.timeout,
                              headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
@@ -264,6 +266,27 @@ def _cmd_load_fixtures(error: type[Exception], args: argparse.Namespace) -> int:
     print(f"loaded {len(bundle['entry'])} resources ({kinds.get('Patient', 0)} patients) into {base}"
           + (f": {', '.join(f'{n} x {s}' for s, n in sorted(statuses.items()))}" if statuses else ""))
     return 0
+
+
+def _wait_for(base: str, seconds: float, error: type[Exception]) -> None:
+    """Retry ``GET base/metadata`` until the server answers 200 (a server still starting refuses or 503s)."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + seconds
+    last = "no answer"
+    while True:
+        try:
+            resp = requests.get(f"{base}/metadata", timeout=5, headers={"Accept": "application/fhir+json"})
+            if resp.status_code == 200:
+                return
+            last = f"HTTP {resp.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise error(f"{base} did not answer within {seconds:g} s ({last})")
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
 
 def _add_population_commands(subparsers: argparse._SubParsersAction, command_error: type[Exception]) -> None:
@@ -322,6 +345,8 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
     p.add_argument("--dir", action="append", metavar="DIR",
                    help="fixture folder (repeatable; default: fhir_fixtures/ and CDSHOOKS_FIXTURES_DIR)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server (default 120)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait up to this long for the server to answer GET /metadata (a starting server)")
     p.set_defaults(func=partial(_cmd_load_fixtures, command_error))
 
 

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 __all__ = ["Settings", "RuleSettings", "ConfigError"]
 
@@ -29,6 +30,11 @@ def _bool(value: str) -> bool:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _https_url(value: str) -> bool:
+    parts = urlsplit(value.strip())
+    return parts.scheme == "https" and bool(parts.hostname) and not parts.username and not parts.query
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class Settings:
     fetch_max_bytes: int = 8 * 1024 * 1024     # largest FHIR response accepted
     fetch_per_server: int = 8                  # concurrent requests to one FHIR server, per worker process
     fhir_allow_http: bool = False              # plain http to listed non-loopback servers (compose demo only)
+    fhir_routes: tuple[str, ...] = ()          # "public=internal" base URLs: where to reach a fhirServer
     cors_origins: tuple[str, ...] = ("*",)
     log_level: str = "INFO"
     max_body_bytes: int = 16 * 1024 * 1024     # largest request body accepted (413 past it)
@@ -111,7 +118,7 @@ class Settings:
             "fetch_per_server": int,
             "db_migrate": _bool, "db_connect_timeout": float, "issued_retention_days": int,
             "replay_purge_seconds": int, "issued_queue_size": int,
-            "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list,
+            "fhir_servers": _list, "cors_origins": _list, "jwt_algorithms": _list, "fhir_routes": _list,
         }
         for f in fields(cls):
             if f.name == "rules":
@@ -139,9 +146,18 @@ class Settings:
                               "every caller would be trusted")
         if self.production and self.fhir_allow_http:
             raise ConfigError("CDSHOOKS_FHIR_ALLOW_HTTP cannot be used with CDSHOOKS_ENV=production")
+        if self.production:
+            self._check_production_urls()
         bad = [a for a in self.jwt_algorithms if a.upper() == "NONE" or a.upper().startswith("HS")]
         if bad:
             raise ConfigError(f"CDSHOOKS_JWT_ALGORITHMS may not allow {', '.join(bad)}")
+        for route in self.fhir_routes:
+            public, sep, internal = route.partition("=")
+            if not sep or urlsplit(public).scheme not in ("http", "https") \
+                    or urlsplit(internal).scheme not in ("http", "https"):
+                raise ConfigError(f"CDSHOOKS_FHIR_ROUTES: {route!r} is not PUBLIC_BASE_URL=INTERNAL_BASE_URL")
+            if self.production and not _https_url(internal):
+                raise ConfigError(f"CDSHOOKS_FHIR_ROUTES must lead to https URLs in production: {route!r}")
         if min(self.call_budget, self.fetch_timeout, self.request_deadline, self.client_timeout) <= 0:
             raise ConfigError("time budgets must be positive")
         if self.fetch_per_server < 1:
@@ -152,6 +168,18 @@ class Settings:
             raise ConfigError("CDSHOOKS_ISSUED_RETENTION_DAYS and CDSHOOKS_ISSUED_QUEUE_SIZE must be 0 or more, "
                               "CDSHOOKS_REPLAY_PURGE_SECONDS at least 1")
         return self
+
+    def _check_production_urls(self) -> None:
+        """Production needs the public https URL (the JWT ``aud``) and an https allowlist of FHIR servers."""
+        if not _https_url(self.public_url):
+            raise ConfigError("CDSHOOKS_ENV=production requires CDSHOOKS_PUBLIC_URL, the https URL clients call "
+                              "(e.g. https://cds.example.org): it is the JWT audience")
+        if not self.fhir_servers:
+            raise ConfigError("CDSHOOKS_ENV=production requires CDSHOOKS_FHIR_SERVERS, the https fhirServer base "
+                              "URLs the service may call back")
+        plain = [u for u in self.fhir_servers if not _https_url(u)]
+        if plain:
+            raise ConfigError(f"CDSHOOKS_FHIR_SERVERS must be https URLs in production: {', '.join(plain)}")
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes).checked()

@@ -39,10 +39,13 @@ def production_issuers(tmp_path: Path) -> str:
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
-    """Test settings; ``env="production"`` brings authentication and a trusted-issuers file with it."""
+    """Test settings; ``env="production"`` brings what production requires with it: authentication and
+    a trusted-issuers file, the public https URL and an https allowlist."""
     if overrides.get("env") == "production":
         overrides.setdefault("auth", "required")
         overrides.setdefault("trusted_issuers", production_issuers(tmp_path))
+        overrides.setdefault("public_url", "https://cds.example.org")
+        overrides.setdefault("fhir_servers", ("https://fhir.example.org/r4",))
     base = dict(
         env="test",
         auth="off",

@@ -2,6 +2,9 @@
 
 Where requests may go:
 
+* outside production the service's own ``/fhir``, on the host and port it serves, is allowed
+  too (``own_fhir``); ``CDSHOOKS_FHIR_ROUTES`` says where a listed server answers from inside
+  the service's network (``routed``: the ``fhirServer`` and its ``next`` links);
 * every URL (``fhirServer``, each search, each ``next`` link) is first put in RFC 3986 normal
   form (``normalize_url``) and that form is both what is compared and what is requested;
 * a ``fhirServer`` with user information, a query or a fragment is refused
@@ -40,7 +43,7 @@ from urllib.parse import urlsplit
 from .. import logs, metrics
 
 __all__ = ["FhirClient", "FetchError", "UnsafeUrl", "allowed_server", "base_url_problem", "inside", "normalize_base",
-           "normalize_url"]
+           "normalize_url", "own_fhir", "routed"]
 
 
 class FetchError(Exception):
@@ -195,6 +198,48 @@ def allowed_server(url: str, allowlist: tuple[str, ...], allow_http: bool = Fals
     return False
 
 
+def own_fhir(url: str, host: str, port: int) -> bool:
+    """Whether ``url`` is this service's own development ``/fhir`` endpoint as served on ``host:port``.
+
+    Any loopback name (``127.0.0.1``, ``localhost``, ``[::1]``) reaches it, and so does the bound
+    address itself when it is a specific one; the port must be the one served.
+    """
+    try:
+        parts = urlsplit(normalize_base(url))
+        served = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except (UnsafeUrl, ValueError):
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    name = parts.hostname.lower()
+    here = _is_loopback(name) or (host not in ("", "0.0.0.0", "::") and name == host.strip("[]").lower())
+    return here and served == port and parts.path == "/fhir"
+
+
+def routed(url: str, routes: tuple[str, ...]) -> str:
+    """Where the service reaches ``url``: a ``public=internal`` route rewrites its base (CDSHOOKS_FHIR_ROUTES).
+
+    The allowlist is checked against the URL the client sent; the route only says where that
+    server answers from inside the service's network (a compose network, a NAT). A URL no route
+    names comes back as it is.
+    """
+    if not routes:
+        return url
+    try:
+        target = normalize_url(url)
+    except UnsafeUrl:
+        return url
+    for route in routes:
+        public, _, internal = route.partition("=")
+        try:
+            prefix, inner = normalize_base(public), normalize_base(internal)
+        except UnsafeUrl:
+            continue
+        if inside(target, prefix):
+            return inner + target[len(prefix):]
+    return url
+
+
 class _Watchdog:
     """One daemon thread that shuts sockets down at their deadlines (a blocked read then returns)."""
 
@@ -322,12 +367,13 @@ class FhirClient:
         server = request.get("fhirServer")
         if not isinstance(server, str) or not server:
             return None
-        if not allowed_server(server, settings.fhir_servers, settings.fhir_allow_http):
+        own = not settings.production and own_fhir(server, settings.host, settings.port)
+        if not (own or allowed_server(server, settings.fhir_servers, settings.fhir_allow_http)):
             logs.event("fhir.refused", reason="not-allowed")
             return None
         auth = request.get("fhirAuthorization") or {}
         token = auth.get("access_token") if isinstance(auth, dict) else None
-        return cls(server, settings, token if isinstance(token, str) else None)
+        return cls(routed(server, settings.fhir_routes), settings, token if isinstance(token, str) else None)
 
     # -- one request ----------------------------------------------------------------
     def _target(self, url: str) -> str:
@@ -454,6 +500,7 @@ class FhirClient:
         pages = 1
         next_url = _next_link(first)
         while next_url and pages < self.settings.fetch_page_cap:
+            next_url = routed(next_url, self.settings.fhir_routes)  # a server that writes its public URL
             try:
                 self._target(next_url)
             except FetchError:

@@ -4,6 +4,8 @@
     POST /cds-services/<id>             a hook call
     POST /cds-services/<id>/feedback    feedback on issued cards
     (probes and /metrics: observability.py)
+    (each also with a trailing slash, as some clients send it)
+    GET  /openapi.json                  the OpenAPI 3.1 contract (service/openapi.py)
 
 CORS preflights are answered before authentication; every other CDS request must carry
 a valid client JWT unless ``CDSHOOKS_AUTH=off``.
@@ -23,7 +25,7 @@ from ..config import Settings
 from ..store import Store
 from . import body as request_body
 from .engine import Engine
-from .errors import DeadlineExceeded, TooLarge, Unauthenticated
+from .errors import DeadlineExceeded, InvalidRequest, TooLarge, Unauthenticated
 from .observability import feedback_stored
 from .validation import validate
 
@@ -77,12 +79,15 @@ def _clear_request_id(_exc):
     logs.set_request_id(None)
 
 
+_PUBLIC_PATHS = {"/openapi.json"}  # answered without a client JWT (the probes and /metrics live elsewhere)
+
+
 @bp.before_request
 def _authenticate():
     if request.method == "OPTIONS":
         return _preflight()
     st = state()
-    if st.verifier is None:
+    if st.verifier is None or request.path in _PUBLIC_PATHS:
         return None
     from ..trust.verifier import Unauthorized
 
@@ -119,6 +124,7 @@ def _cors(resp: Response) -> Response:
 
 
 @bp.route("/cds-services", methods=["GET", "OPTIONS"])
+@bp.route("/cds-services/", methods=["GET", "OPTIONS"])
 def discovery():
     st = state()
     return jsonify({"services": [s.discovery() for s in st.engine.services.values()]})
@@ -135,6 +141,7 @@ def _release_after_sending(resp: Response, body: object) -> Response:
 
 
 @bp.route("/cds-services/<service_id>", methods=["POST", "OPTIONS"])
+@bp.route("/cds-services/<service_id>/", methods=["POST", "OPTIONS"])
 def call_service(service_id: str):
     st = state()
     st.engine.service(service_id)  # 404 before parsing the body
@@ -143,6 +150,7 @@ def call_service(service_id: str):
 
 
 @bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])
+@bp.route("/cds-services/<service_id>/feedback/", methods=["POST", "OPTIONS"])
 def post_feedback(service_id: str):
     st = state()
     service = st.engine.service(service_id)
@@ -152,11 +160,41 @@ def post_feedback(service_id: str):
         raise TooLarge(f"At most {st.settings.max_feedback_items} feedback items are accepted in one request; "
                        f"this one has {len(items)}", expression=["feedback"])
     validate(body, "feedback")
+    _issued_here(st.store, service.id, body["feedback"])
     if time.monotonic() > _deadline():
         raise DeadlineExceeded("The feedback could not be stored in time; nothing was stored")
     counts = st.store.store_feedback(service.id, body["feedback"], on_stored=feedback_stored)
     return jsonify(counts)
 
+
+def _issued_here(store: Store, service_id: str, items: list[dict]) -> None:
+    """Feedback on a card another of this server's services issued was sent to the wrong URL: refuse it whole."""
+    for i, item in enumerate(items):
+        issued = store.issued(item["card"])
+        if issued is not None and issued["service_id"] != service_id:
+            raise InvalidRequest(f"feedback[{i}].card was issued by the service {issued['service_id']!r}; "
+                                 f"send its feedback to /cds-services/{issued['service_id']}/feedback",
+                                 expression=[f"feedback[{i}].card"])
+
+
+
+@bp.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    from .openapi import document
+
+    st = state()
+    server = st.settings.public_url.rstrip("/") or request.host_url.rstrip("/")
+    return jsonify(document([s.discovery() for s in st.engine.services.values()], server, _version(),
+                            authenticated=st.verifier is not None))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cdshooks")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def floor_blueprint() -> Blueprint:

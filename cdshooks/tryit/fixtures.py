@@ -132,6 +132,8 @@ def scenarios(root: str | Path = FIXTURES_DIR, extra: str | Path | None = None) 
     ``<file stem>/<patient id>``. Names are unique: a later duplicate is an error.
     """
     found = _from_index(Path(root)) if Path(root).is_dir() else []
+    if extra and Path(extra).resolve() == Path(root).resolve():
+        extra = None  # the same folder named twice (the package's and CDSHOOKS_FIXTURES_DIR) is read once
     if extra:
         folder = Path(extra)
         indexed = _from_index(folder)
