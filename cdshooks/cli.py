@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -60,11 +61,33 @@ def _cmd_rules(args: argparse.Namespace) -> int:
         print(json.dumps([{"id": r.id, "title": r.title, "hooks": list(r.hooks), "indicator": r.indicator,
                            "source": r.source.cite()} for r in rules], indent=2))
         return 0
-    width = max(len(r.id) for r in rules)
-    for r in rules:
-        print(f"{r.id:<{width}}  {r.indicator:<8}  {','.join(r.hooks):<38}  {r.title}")
-        print(f"{'':<{width}}  {'':<8}  {'':<38}  source: {r.source.cite()}")
+    rows = [(r.id, r.indicator, ", ".join(r.hooks), f"{r.title}\nsource: {r.source.cite()}") for r in rules]
+    print(_table(("rule", "indicator", "hooks", "title and source"), rows, _columns()))
     return 0
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], width: int | None) -> str:
+    """Columns padded to their widest line; when the table is wider than ``width`` (the terminal),
+    the widest columns after the first are narrowed and their cells wrap. ``width=None``: no wrapping."""
+    import textwrap
+    from itertools import zip_longest
+
+    table: list[tuple[str, ...]] = [tuple(str(c) for c in header), tuple("-" * len(h) for h in header),
+             *[tuple(str(c) for c in r) for r in rows]]
+    widths = [max(len(line) for row in table for line in row[i].splitlines() or [""]) for i in range(len(header))]
+    floor = [max(len(h), 8) for h in header]
+    while width is not None and sum(widths) + 2 * (len(widths) - 1) > width:
+        narrowable = [i for i in range(1, len(widths)) if widths[i] > floor[i]]
+        if not narrowable:
+            break
+        widths[max(narrowable, key=lambda i: widths[i])] -= 1
+    lines = []
+    for row in table:
+        cells = [[part for para in c.splitlines() or [""] for part in textwrap.wrap(para, w, break_on_hyphens=False)
+                  or [""]] for c, w in zip(row, widths)]
+        for parts in zip_longest(*cells, fillvalue=""):
+            lines.append("  ".join(f"{p:<{w}}" for p, w in zip(parts, widths)).rstrip())
+    return "\n".join(lines)
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -132,15 +155,22 @@ def _load_orders(path: str | None) -> list[dict] | None:
 
 
 def _cmd_evaluate(error: type[Exception], args: argparse.Namespace) -> int:
+    from .service.hook_request import describe_reading, read_inputs, reading
+
+    what = args.paths[0] if len(args.paths) == 1 else f"the {len(args.paths)} inputs"
     try:
         check_hook(args.hook)
         now = parse_now(args.now) if args.now else datetime.now(timezone.utc)
-        data = read_fhir(args.bundle)
+        inputs = read_inputs(args.paths)
+        lone = inputs.lone_bulk_file()
+        if lone is not None:
+            raise InputError(f"{lone} is one file of a Bulk export (one type per file; its folder holds other "
+                             f".ndjson files): give the folder, or all its .ndjson files")
         orders = _load_orders(args.orders)
         with Service(now) as service:
             try:
-                request = hook_request(data, args.hook, service.templates(args.hook), now=now,
-                                       patient_id=args.patient, orders=orders, what=args.bundle)
+                request = hook_request(inputs.items, args.hook, service.templates(args.hook), now=now,
+                                       patient_id=args.patient, orders=orders, what=what)
             except SeveralPatients as exc:
                 raise InputError(f"{exc}; name one with --patient ID") from None
             except NoDraftOrders as exc:
@@ -148,6 +178,7 @@ def _cmd_evaluate(error: type[Exception], args: argparse.Namespace) -> int:
             answer = service.call(request)
     except InputError as exc:
         raise error(str(exc)) from None
+    print(describe_reading(reading(inputs.items, request, inputs.unreadable)), file=sys.stderr)
     for rule_id in answer.failed_rules:
         print(f"cdshooks evaluate: warning: rule {rule_id} raised an error and gave no card", file=sys.stderr)
     if answer.status != 200:
@@ -159,8 +190,17 @@ def _cmd_evaluate(error: type[Exception], args: argparse.Namespace) -> int:
     print(f"Patient/{request['context']['patientId']}  {args.hook}  as of {now.strftime('%Y-%m-%dT%H:%M:%SZ')}: "
           f"{len(cards)} card{'s' if len(cards) != 1 else ''}")
     if cards:
-        print(cards_table(cards, shutil.get_terminal_size((120, 24)).columns))
+        print(cards_table(cards, _columns() or shutil.get_terminal_size((120, 24)).columns))
     return 0
+
+
+def _columns() -> int | None:
+    """The terminal's width (``COLUMNS`` when set); None when the output is not a terminal."""
+    import os
+
+    if not os.environ.get("COLUMNS", "").isdigit() and not sys.stdout.isatty():
+        return None
+    return max(60, shutil.get_terminal_size((120, 24)).columns)
 
 
 def _cmd_simulate(error: type[Exception], args: argparse.Namespace) -> int:
@@ -292,7 +332,9 @@ def _wait_for(base: str, seconds: float, error: type[Exception]) -> None:
 def _add_population_commands(subparsers: argparse._SubParsersAction, command_error: type[Exception]) -> None:
     """Add ``evaluate``, ``simulate`` and ``load-fixtures``; their user errors raise ``command_error``."""
     p = subparsers.add_parser("evaluate", help="run one patient's hook call and print the cards")
-    p.add_argument("bundle", metavar="BUNDLE.json", help="a FHIR Bundle (or resource, or .ndjson) with the Patient")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="FHIR data with the Patient: Bundles, resources, Bulk NDJSON files, or folders of them "
+                        "(a Bulk export: its folder, or all its .ndjson files)")
     p.add_argument("--hook", default="patient-view", help=_HOOK_HELP)
     p.add_argument("--patient", metavar="ID", help="the patient, when the data holds several")
     p.add_argument("--now", metavar="TIME", help="evaluate as of this ISO 8601 date or date-time (default: now)")
@@ -352,6 +394,7 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdshooks", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cdshooks {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("rules", help="list the rules, their hooks, indicators, titles and sources; "
@@ -390,12 +433,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
     except CommandError as exc:
         print(f"cdshooks {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`cdshooks rules | head`): stop quietly, and keep Python's flush at exit quiet too
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cdshooks")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -221,11 +221,12 @@ class Engine:
         return self.outcome(service.id, request, now, cutoff=math.inf)  # off-line: no request deadline
 
     def outcome(self, service_id: str, body: object, now: datetime | None = None,
-                deadline: float | None = None, cutoff: float | None = None) -> Outcome:
+                deadline: float | None = None, cutoff: float | None = None, *, record_issued: bool = True) -> Outcome:
         """``answer()``'s call, returning the cards with the rules that raised. ``deadline``: when
         fetching stops (412 past it; default: the call budget); ``cutoff``: when the whole call must
         have answered (503 past it; default: ``request_deadline`` from now). Nothing is recorded for a
-        call that ends past its cutoff."""
+        call that ends past its cutoff, nor with ``record_issued=False`` (the playground's tries: their cards
+        are never shown to a clinician, so they are not issued)."""
         started = time.monotonic()
         cutoff = cutoff or started + self.settings.request_deadline
         service = self.service(service_id)
@@ -275,7 +276,7 @@ class Engine:
                 s.uuid = str(uuid.uuid4())
             suggestion_ids = [s.uuid for s in card.suggestions if s.uuid]
             issued.append(IssuedCard(card.uuid, card.rule_id or "", card.indicator, suggestion_ids))
-        if self.store is not None:
+        if self.store is not None and record_issued:
             self.store.record_issued(service.id, hook_instance, issued)
         finished = time.monotonic()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -29,7 +30,8 @@ from ..fhir import search as fhirsearch
 from ..fhir.bundles import REQUEST_TYPES, draft_orders, patients, record_resources, resolve_dates
 from .prefetch import expand_template
 
-__all__ = ["build_request", "request_for", "prefetch_values", "hook_request", "check_hook", "parse_now", "read_fhir",
+__all__ = ["read_inputs", "Inputs", "reading", "describe_reading",
+           "build_request", "request_for", "prefetch_values", "hook_request", "check_hook", "parse_now", "read_fhir",
            "order_resources", "check_fhir", "InputError", "SeveralPatients", "NoDraftOrders"]
 
 
@@ -243,10 +245,120 @@ def hook_request(data: object, hook: str, templates: dict[str, str], *, now: dat
         raise InputError(f"{what} holds no Patient/{patient_id}")
     resources = split[patient_id]
     if orders is not None:
-        orders = [_owned_by(o, patient_id) for o in orders]
+        try:
+            orders = [_owned_by(o, patient_id) for o in resolve_dates(list(orders), now)]
+        except ValueError as exc:
+            raise InputError(f"the draft orders: {exc}") from None
     if hook != "patient-view" and not (orders if orders is not None else draft_orders(resources)):
         raise NoDraftOrders(f"{hook} needs draft orders and {what} has no request resource with status 'draft' "
                             f"for Patient/{patient_id}")
     return build_request({"resourceType": "Bundle", "type": "collection",
                           "entry": [{"resource": r} for r in resources]},
                          hook, templates, patient_id=patient_id, now=now, orders=orders, selections=selections)
+
+
+# -- reading several files, and saying what was read ------------------------------------------
+
+@dataclass
+class Inputs:
+    """FHIR data read from files and folders: the items, the files read, the lines or files not readable."""
+
+    items: list = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    unreadable: int = 0
+
+    def lone_bulk_file(self) -> Path | None:
+        """The one NDJSON file given when its folder holds other NDJSON files: one type of a Bulk export."""
+        if len(self.files) != 1 or self.files[0].suffix != ".ndjson":
+            return None
+        siblings = [p for p in self.files[0].parent.glob("*.ndjson") if p != self.files[0]]
+        return self.files[0] if siblings else None
+
+
+def read_inputs(paths: Iterable[str | Path]) -> Inputs:
+    """Bundles, resources and Bulk NDJSON from files and folders (a folder: its ``*.json`` and ``*.ndjson``
+    files, subfolders included). An NDJSON line that is not a JSON object with a ``resourceType`` is
+    counted as unreadable and skipped; a ``.json`` file that is not JSON is an ``InputError``."""
+    from ..fhir.bundles import fhir_files
+
+    out = Inputs()
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise InputError(f"cannot read {path}: no such file or folder")
+        files = fhir_files(path)
+        if path.is_dir() and not files:
+            raise InputError(f"{path} holds no .json or .ndjson file")
+        for file in files:
+            out.files.append(file)
+            if file.suffix != ".ndjson":
+                out.items.append(read_fhir(file))
+                continue
+            try:
+                text = file.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    out.unreadable += 1
+                    continue
+                if isinstance(item, dict) and isinstance(item.get("resourceType"), str):
+                    out.items.append(item)
+                else:
+                    out.unreadable += 1
+    return out
+
+
+def _resources(data: object) -> tuple[list[dict], int]:
+    """(the resources in ``data``, entries and items that are not resources)."""
+    found: list[dict] = []
+    bad = 0
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict) and item.get("resourceType") == "Bundle":
+            for entry in item.get("entry") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict) \
+                        and isinstance(entry["resource"].get("resourceType"), str):
+                    stack.append(entry["resource"])
+                else:
+                    bad += 1
+        elif isinstance(item, dict) and isinstance(item.get("resourceType"), str):
+            found.append(item)
+        else:
+            bad += 1
+    return found, bad
+
+
+def reading(data: object, request: dict, unreadable: int = 0) -> dict:
+    """What became of the input for ``request``: ``resources`` read, ``sent`` to the service (the
+    patient's resources the hook's prefetch asks for, and the draft orders), ``dropped`` (other
+    patients' or no patient's, and what the prefetch does not ask for), ``unreadable`` (lines or
+    entries that are not FHIR resources)."""
+    given, bad = _resources(data)
+    sent: set = set()
+    values = list((request.get("prefetch") or {}).values())
+    values.append((request.get("context") or {}).get("draftOrders"))
+    for res in _resources(values)[0]:
+        rid = res.get("id")
+        sent.add((res["resourceType"], rid) if isinstance(rid, str) else id(res))
+    total = len(given)
+    return {"patient": (request.get("context") or {}).get("patientId"), "hook": request.get("hook"),
+            "resources": total, "sent": min(len(sent), total), "dropped": max(0, total - len(sent)),
+            "unreadable": unreadable + bad}
+
+
+def describe_reading(counts: dict) -> str:
+    """One line for people: what was read, sent, dropped and unreadable."""
+    def n(k: int, what: str) -> str:
+        return f"{k:,} {what}{'' if k == 1 else 's'}"
+
+    return (f"Read {n(counts['resources'], 'resource')}: {counts['sent']:,} sent to {counts['hook']} for "
+            f"Patient/{counts['patient']}, {counts['dropped']:,} dropped (other patients' or none, or not asked for "
+            f"by the hook's prefetch), {counts['unreadable']:,} unreadable.")

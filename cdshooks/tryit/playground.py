@@ -10,7 +10,8 @@ Development only: the app registers ``blueprint()`` only when ``CDSHOOKS_ENV`` i
     GET  /playground/fixtures/<name>    a scenario's Bundle, relative dates resolved to now
     POST /playground/evaluate?hook=H[&patient=ID][&selections=Type/id,...][&now=ISO 8601]
                                         a Bundle (or resource) in; {"request": the hook request built from
-                                        it, "response": the service's response} out
+                                        it, "response": the service's response, "reading": resources
+                                        read, sent, dropped, unreadable} out; nothing recorded as issued
 
 ``evaluate`` builds the request as ``cdshooks evaluate`` does (``batch.hook_request``: the
 service's prefetch templates over the Bundle, its draft orders as ``draftOrders``) and hands
@@ -30,7 +31,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from ..service.engine import SERVICE_IDS
 from ..service.errors import InvalidRequest, UnknownService
-from ..service.hook_request import InputError, NoDraftOrders, SeveralPatients, hook_request, parse_now
+from ..service.hook_request import InputError, NoDraftOrders, SeveralPatients, hook_request, parse_now, reading
 from .fixtures import FIXTURES_DIR, Scenario, scenarios
 
 __all__ = ["blueprint", "STATIC_DIR", "CSP"]
@@ -110,12 +111,13 @@ def blueprint() -> Blueprint:
             built = hook_request(data, hook, templates, now=now, patient_id=patient, what="the Bundle",
                                  selections=[s for s in chosen.split(",") if s] if chosen else None)
         except SeveralPatients as exc:
-            raise InvalidRequest(f"{exc}; choose one with the patient parameter", expression=["patient"]) from None
+            raise InvalidRequest(f"{exc}; enter one of them in Patient id", expression=["patient"]) from None
         except NoDraftOrders as exc:
             raise InvalidRequest(str(exc), expression=["hook"]) from None
         except InputError as exc:
             raise InvalidRequest(str(exc)) from None
-        response = engine.answer(SERVICE_IDS[hook], built, now=now)
-        return jsonify({"request": built, "response": response})
+        # a try, not a clinician's chart: its cards are not recorded as issued (feedback-report stays true)
+        response = engine.outcome(SERVICE_IDS[hook], built, now=now, record_issued=False).body()
+        return jsonify({"request": built, "response": response, "reading": reading(data, built)})
 
     return bp

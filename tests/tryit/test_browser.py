@@ -166,7 +166,7 @@ def test_pasted_bundle_with_two_patients_needs_a_patient_id(session):
                       "valueQuantity": {"value": 2.9, "unit": "mmol/L"}}}]}
     page.fill("#bundle", json.dumps(bundle))
     status = session.evaluate()
-    assert "holds 2 patients (p, q); choose one with the patient parameter" in status
+    assert "holds 2 patients (p, q); enter one of them in Patient id" in status
     assert "status--error" in page.get_attribute("#status", "class")
     assert page.locator("article.card").count() == 0
     page.fill("#patient", "q")
@@ -185,3 +185,48 @@ def test_an_uploaded_file_is_evaluated(session, tmp_path):
     assert session.evaluate().startswith("No cards")
     request = json.loads(page.locator("#request-json").text_content())
     assert request["context"]["patientId"] == "up"
+
+
+@pytest.mark.parametrize("width", [800, 1200, 1600])
+def test_the_layout_holds_with_the_json_panels_open(browser, probe_rules, tmp_path, width):
+    """Opening Response (a long JSON) never widens the page; the cards stay inside the viewport."""
+    app = create_app(make_settings(tmp_path))
+    with serve_wsgi(app) as base:
+        s = Session(browser, base)
+        page = s.page
+        page.set_viewport_size({"width": width, "height": 900})
+        s.pick(DEMO)
+        s.evaluate()
+        page.click("#response-panel summary")
+        page.click("#request-panel summary")
+        page.locator("#response-json").wait_for()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        for box in (page.locator("article.card").nth(i).bounding_box() for i in range(page.locator("article.card").count())):
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width
+        pre = page.locator("#response-json").bounding_box()
+        assert pre["x"] + pre["width"] <= width
+        s.context.close()
+        assert s.errors == [] and s.outside == []
+    app.extensions["cdshooks"].store.dispose()
+
+
+def test_a_pasted_bundle_says_what_was_read_dropped_and_unreadable(session):
+    page = session.page
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
+         "resource": {"resourceType": "Patient", "id": "syn"}},
+        {"fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222",
+         "resource": {"resourceType": "Encounter", "status": "finished",
+                      "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"}}},
+        {"fullUrl": "urn:uuid:33333333-3333-3333-3333-333333333333",
+         "resource": {"resourceType": "Claim", "status": "active",
+                      "patient": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"}}},
+        {"fullUrl": "urn:uuid:44444444-4444-4444-4444-444444444444"},
+    ]}
+    page.fill("#bundle", json.dumps(bundle))
+    assert session.evaluate().startswith("No cards")
+    text = page.locator("#reading").inner_text()
+    m = re.fullmatch(r"Read 3 resources: (\d+) sent to patient-view for Patient/syn, (\d+) dropped \(.*\), 1 unreadable\.",
+                     text)
+    assert m, text
+    assert int(m.group(1)) + int(m.group(2)) == 3

@@ -83,9 +83,8 @@ def test_evaluate_returns_the_request_and_the_response(probe_rules, tmp_path):
     check_response(body["response"])
     probe = [c for c in body["response"]["cards"] if c["source"]["topic"]["code"] == POTASSIUM]
     assert len(probe) == 1 and probe[0]["summary"].startswith("Probe: potassium 3.1 mmol/L")
-    # the cards were issued by this app's engine: feedback on them is accepted
-    issued = app.extensions["cdshooks"].store.issued(probe[0]["uuid"])
-    assert issued is not None
+    # a try is not a clinician's chart: its cards are not recorded as issued
+    assert app.extensions["cdshooks"].store.issued(probe[0]["uuid"]) is None
     app.extensions["cdshooks"].store.dispose()
 
 
@@ -123,7 +122,7 @@ TWO_PATIENTS = {"resourceType": "Bundle", "type": "collection", "entry": [
     ({"entry": []}, {"hook": "patient-view"}, "not FHIR"),
     ({"resourceType": "Observation", "id": "o"}, {"hook": "patient-view"}, "holds no Patient"),
     ({"resourceType": "Patient", "id": "p"}, {"hook": "encounter-start"}, "unknown hook"),
-    (TWO_PATIENTS, {"hook": "patient-view"}, "holds 2 patients (p, q); choose one with the patient parameter"),
+    (TWO_PATIENTS, {"hook": "patient-view"}, "holds 2 patients (p, q); enter one of them in Patient id"),
     (TWO_PATIENTS, {"hook": "patient-view", "patient": "z"}, "holds no Patient/z"),
     ({"resourceType": "Patient", "id": "p"}, {"hook": "order-sign"}, "needs draft orders"),
     ({"resourceType": "Patient", "id": "p"}, {"hook": "patient-view", "now": "soon"}, "not an ISO 8601"),
@@ -157,3 +156,17 @@ def test_the_blueprint_refuses_to_serve_in_a_production_app(tmp_path):
     assert client.get("/playground/fixtures").status_code == 404
     assert evaluate(client, {"resourceType": "Patient", "id": "p"}, hook="patient-view").status_code == 404
     state.store.dispose()
+
+
+def test_tries_are_not_issued_cards_and_say_what_was_read(app, client, demo_bundle):
+    resp = evaluate(client, demo_bundle, hook="patient-view")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["response"]["cards"]
+    counts = body["reading"]
+    assert counts["patient"] == DEMO and counts["hook"] == "patient-view" and counts["unreadable"] == 0
+    assert counts["resources"] == len(demo_bundle["entry"]) == counts["sent"] + counts["dropped"]
+    store = app.extensions["cdshooks"].store
+    assert all(row["issued"] == 0 for row in store.report()), "a playground try was counted as issued"
+    for card in body["response"]["cards"]:
+        assert store.issued(card["uuid"]) is None

@@ -334,6 +334,15 @@
     reader.readAsText(file);
   }
 
+  /** What became of the pasted or uploaded data: read, sent, dropped, unreadable (as `cdshooks evaluate` says). */
+  function readingText(r) {
+    if (!r) return "";
+    const n = (k) => Number(k).toLocaleString("en-US");
+    return `Read ${n(r.resources)} resource${r.resources === 1 ? "" : "s"}: ${n(r.sent)} sent to ${r.hook} ` +
+      `for Patient/${r.patient}, ${n(r.dropped)} dropped (other patients' or none, or not asked for by the ` +
+      `hook's prefetch), ${n(r.unreadable)} unreadable.`;
+  }
+
   async function evaluate() {
     const hook = $("hook").value;
     const params = new URLSearchParams({hook: hook});
@@ -346,6 +355,7 @@
     setStatus("Evaluating…");
     $("cards").replaceChildren();
     $("count").textContent = "";
+    $("reading").textContent = "";
     showJson("request-json");
     showJson("response-json");
     const started = performance.now();
@@ -364,6 +374,7 @@
       }
       showJson("request-json", body.request);
       showJson("response-json", body.response);
+      $("reading").textContent = readingText(body.reading);
       const cards = body.response.cards || [];
       $("cards").replaceChildren(...cards.map(renderCard));
       $("count").textContent = `(${cards.length})`;
