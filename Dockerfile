@@ -20,6 +20,6 @@ WORKDIR /app
 USER cds
 ENV CDSHOOKS_HOST=0.0.0.0 CDSHOOKS_PORT=8080 CDSHOOKS_INSTANCE_PATH=/app/instance
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
+HEALTHCHECK --interval=10s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz/ready', timeout=2).status == 200 else 1)"]
 # --preload: the app (rules, value sets, FHIR models) is built once, before the workers fork.
 CMD ["gunicorn", "--preload", "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"]

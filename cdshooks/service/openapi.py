@@ -120,11 +120,13 @@ def document(services: list[dict], server_url: str, version: str, authenticated:
             "responses": {"200": {"description": "Counts of stored, duplicate and unknown-card items",
                                   "content": {"application/json": {"schema": _ref("FeedbackCounts")}}},
                           **_errors(400, 401, 413, 503)}}}
-    paths["/healthz"] = {"get": {
-        "operationId": "healthz", "summary": "The service and its database answer", "security": [],
-        "responses": {"200": {"description": "Healthy", "content": {"application/json": {"schema": {
-            "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}}}},
-            **_errors(503)}}}
+    for path, summary in (("/healthz/live", "Liveness: the process answers (the database is not consulted)"),
+                          ("/healthz/ready", "Readiness: the service and its database answer")):
+        ok = {"description": "Live" if path.endswith("live") else "Ready", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}}}}
+        responses = {"200": ok, **(_errors(503) if path.endswith("ready") else {})}
+        paths[path] = {"get": {"operationId": path.strip("/").replace("/", "-"), "summary": summary, "security": [],
+                               "responses": responses}}
     if not authenticated:
         for operations in paths.values():
             for operation in operations.values():

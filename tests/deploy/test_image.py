@@ -59,7 +59,7 @@ def test_the_start_command_serves_with_the_image_layout(tmp_path):
     port = free_port()
     env = _image_env(tmp_path, port, REPO / "fhir_fixtures", site)
     base = f"http://127.0.0.1:{port}"
-    with running(dockerfile_cmd(), env, app_dir, tmp_path / "gunicorn.log", f"{base}/healthz"):
+    with running(dockerfile_cmd(), env, app_dir, tmp_path / "gunicorn.log", f"{base}/healthz/ready"):
         _check_answers(base)
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Traceback" not in log
@@ -124,6 +124,10 @@ def test_nginx_in_front_terminates_tls_buffers_and_answers_operation_outcomes(tm
         assert len(json.dumps(body)) > 2_000_000
         resp = requests.post(f"{public}/cds-services/fasciculation-patient-view", json=body, verify=verify, timeout=30)
         assert resp.status_code in (200, 412), resp.text
+        # metrics are not served through the proxy
+        resp = requests.get(f"{public}/metrics", verify=verify, timeout=10)
+        assert resp.status_code == 404 and resp.json()["resourceType"] == "OperationOutcome"
+        assert requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=10).status_code == 200
         # a 12 KB header line (a long JWT) fits the proxy's header buffers
         resp = requests.get(f"{public}/cds-services", headers={"X-Long": "a" * 12_000}, verify=verify, timeout=10)
         assert resp.status_code == 200
