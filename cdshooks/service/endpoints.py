@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from .. import logs
 from ..config import Settings
-from ..store import Store
+from ..store import Store, StoreUnavailable
 from . import body as request_body
 from .engine import Engine
 from .errors import DeadlineExceeded, InvalidRequest, TooLarge, Unauthenticated
@@ -169,8 +169,13 @@ def post_feedback(service_id: str):
 
 def _issued_here(store: Store, service_id: str, items: list[dict]) -> None:
     """Feedback on a card another of this server's services issued was sent to the wrong URL: refuse it whole."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     for i, item in enumerate(items):
-        issued = store.issued(item["card"])
+        try:
+            issued = store.issued(item["card"])
+        except SQLAlchemyError:
+            raise StoreUnavailable("feedback") from None  # 503, as storing it would be
         if issued is not None and issued["service_id"] != service_id:
             raise InvalidRequest(f"feedback[{i}].card was issued by the service {issued['service_id']!r}; "
                                  f"send its feedback to /cds-services/{issued['service_id']}/feedback",
