@@ -127,6 +127,7 @@ class Record:
         self.patient_id = patient_id
         self.now = now
         self.invalid = 0
+        self.untyped = 0
         self.incomplete: set[str] = set()   # resource types whose data did not arrive whole
         self._uncoded: dict[str, int] = {}  # resources per type whose main code cannot be read at all
         self._problems: dict[Problem, None] = {}
@@ -186,6 +187,7 @@ class Record:
                     continue
                 if rtype.__class__ is not str:
                     self.invalid += 1
+                    self.untyped += 1  # what it is cannot be read: no absence can be stated of any type
                     continue
                 last_type, same_type, groups = rtype, by_type[rtype], all_groups[rtype]
                 field_name = CONCEPT_FIELDS.get(rtype, "code")
@@ -322,8 +324,9 @@ class Record:
 
     def complete(self, *resource_types: str) -> bool:
         """Whether every listed type arrived whole and every resource of it says what it is (a code,
-        display or text that can be read): only then may "none on the record" be said of it."""
-        if self.incomplete & set(resource_types):
+        display or text that can be read): only then may "none on the record" be said of it. A
+        resource whose own type cannot be read could be of any type, so it makes every type unsure."""
+        if self.untyped or self.incomplete & set(resource_types):
             return False
         return not any(self._uncoded.get(t, 0) or self._index(t).unreadable for t in resource_types)
 
