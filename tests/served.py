@@ -42,14 +42,14 @@ def serve_gunicorn(workdir: Path, **env: str) -> Iterator[tuple[str, Path]]:
                                 env=full, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if requests.get(base + "/healthz", timeout=1).status_code == 200:
                     break
             except requests.RequestException:
                 pass
-            assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start: " + log.read_text()
+            assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start: " + log.read_text()[-2000:]
             time.sleep(0.1)
         yield base, log
     finally:

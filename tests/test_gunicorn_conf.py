@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +14,8 @@ import requests
 from cdshooks import gunicorn_conf
 from cdshooks.service.engine import SERVICE_IDS
 from cdshooks.tryit.fixtures import for_scenario, scenarios
+
+from .served import serve_gunicorn
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,36 +63,11 @@ def test_the_app_is_preloaded():
     assert gunicorn_conf.preload_app is True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_preloaded_workers_answer_and_find_their_issued_cards(tmp_path):
     """Two forked workers answer hook calls; feedback on every card finds its issued record; the
     app (and its warm-up) was built once, in the master."""
-    port = _free_port()
-    env = dict(os.environ, CDSHOOKS_PORT=str(port), CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_WORKERS="2",
-               CDSHOOKS_AUTH="off", CDSHOOKS_ENV="test", CDSHOOKS_PUBLIC_URL=f"http://127.0.0.1:{port}",
-               CDSHOOKS_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.sqlite'}",
-               CDSHOOKS_INSTANCE_PATH=str(tmp_path / "instance"), CDSHOOKS_LOG_LEVEL="INFO")
-    log = tmp_path / "gunicorn.log"
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    with open(log, "w") as err:
-        proc = subprocess.Popen([str(gunicorn), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],
-                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.1)
+    with serve_gunicorn(tmp_path, CDSHOOKS_WORKERS="2",
+                        CDSHOOKS_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.sqlite'}") as (base, log):
         discovery = requests.get(base + "/cds-services", timeout=5).json()["services"]
         sc = next(s for s in scenarios() if s.hook == "patient-view" and s.fires)
         service_id = SERVICE_IDS[sc.hook]
@@ -117,9 +90,6 @@ def test_preloaded_workers_answer_and_find_their_issued_cards(tmp_path):
                 break
             time.sleep(0.1)
         assert counts["unknownCards"] == 0 and counts["stored"] == len(cards), counts
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
     started = [json.loads(line) for line in log.read_text().splitlines()
                if line.startswith("{") and '"service.started"' in line]
     assert len(started) == 1, "create_app ran once, in the master, not once per worker"

@@ -4,14 +4,9 @@ real sockets, chunked bodies, a 15 KB client JWT."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import jwt
 import pytest
@@ -19,17 +14,11 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from ..conftest import REPO
+from ..served import serve_gunicorn
 
 ISS = "https://ehr.example.org"
 BASE = "https://cds.example.org"
 MAX_BODY = 65536
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +31,10 @@ def server(tmp_path_factory, key):
     tmp = tmp_path_factory.mktemp("served")
     jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1", "use": "sig", "alg": "ES384"}
     (tmp / "issuers.json").write_text(json.dumps({"issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]}))
-    port = _free_port()
-    env = dict(os.environ, CDSHOOKS_PORT=str(port), CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_WORKERS="1",
-               CDSHOOKS_AUTH="required", CDSHOOKS_ENV="test", CDSHOOKS_PUBLIC_URL=BASE,
-               CDSHOOKS_TRUSTED_ISSUERS=str(tmp / "issuers.json"), CDSHOOKS_MAX_BODY_BYTES=str(MAX_BODY),
-               CDSHOOKS_DATABASE_URL=f"sqlite:///{tmp / 'served.sqlite'}",
-               CDSHOOKS_INSTANCE_PATH=str(tmp / "instance"), CDSHOOKS_LOG_LEVEL="WARNING")
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    log = open(tmp / "gunicorn.log", "w")
-    proc = subprocess.Popen([str(gunicorn), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
-            time.sleep(0.1)
-        yield base, port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-        log.close()
+    with serve_gunicorn(tmp, CDSHOOKS_AUTH="required", CDSHOOKS_PUBLIC_URL=BASE,
+                        CDSHOOKS_TRUSTED_ISSUERS=str(tmp / "issuers.json"), CDSHOOKS_MAX_BODY_BYTES=str(MAX_BODY),
+                        CDSHOOKS_LOG_LEVEL="WARNING") as (base, _):
+        yield base, int(base.rsplit(":", 1)[1])
 
 
 def token(key, aud: str, padding: int = 0) -> str:
