@@ -26,8 +26,14 @@ Info instead
 
 Unknown is not absent
     The info card says "No cirrhosis, muscle cramp or spasticity diagnosis in the
-    record" only when the Conditions and Observations arrived whole; otherwise it says
-    that this could not be checked (the indication note is still worth showing). The
+    record" only when the Conditions and Observations arrived whole and none of those
+    diagnoses is in doubt (a status that cannot be read, ``clinical.findings_in_doubt``);
+    otherwise it says that this could not be checked (the indication note is still worth
+    showing). The warning says "No cirrhosis" on the same terms; when cirrhosis cannot be
+    ruled out it says so and quotes the cirrhosis schedule with its 30 mg/day maximum (the
+    30 mg/day ceiling itself is applied only when cirrhosis is present). A spasticity diagnosis
+    whose status cannot be read does not lift the start and step ceilings (quiet rather than
+    permissive); the warning then names it. The
     draft is read tolerantly: a faulty element no rule reads (the CDS Hooks sandbox's
     ``category`` object) never loses the check, and the corrected draft is valid R4.
 
@@ -75,7 +81,16 @@ import copy
 from ..fhir.terminology import Product
 from ._baclofen import MAX_MG, START_MG, STEP_MG, current_daily_mg, dosage_text, tablet_plan, times_per_day
 from .card import Action, Card, Suggestion, render_detail
-from .clinical import MedUse, active_medications, findings, medication_of, using
+from .clinical import (
+    FINDING_TYPES,
+    MedUse,
+    absence,
+    active_medications,
+    findings,
+    findings_in_doubt,
+    medication_of,
+    using,
+)
 from .orders import medication_request
 from .registry import Call, Source, rule
 
@@ -144,17 +159,29 @@ def _judge(call: Call, order: dict, use: MedUse, active: list[MedUse], cirrhosis
            spasticity: bool) -> Card | None:
     proposed = use.daily_mg
     indicated = cirrhosis or cramp or spasticity
+    # "no cirrhosis" only when it can be said: the findings arrived whole, none of them in doubt
+    whole = call.record.complete(*FINDING_TYPES)
+    cirrhosis_unsure = not cirrhosis and (not whole or bool(findings_in_doubt(call.record, "cirrhosis")))
+    spasticity_unsure = not spasticity and bool(findings_in_doubt(call.record, "spasticity"))
     problems = [] if proposed is None else _ceilings(proposed, active, cirrhosis, schedule=not spasticity)
     if problems:
         target = min(c for c, _ in problems)
         why = [f"Baclofen order: {use.label}, {proposed:g} mg/day — " + "; ".join(w for _, w in problems) + "."]
         why += [f"Active baclofen: {u.label}" + (f", {u.daily_mg:g} mg/day" if u.daily_mg is not None else "")
                 for u in active]
-        if not cirrhosis:
+        if cirrhosis_unsure:
+            why.append("Whether cirrhosis is on the record could not be checked: the record received was incomplete "
+                       "or partly unreadable. The 10 mg/day start and 10 mg/day weekly step are the cirrhosis cramp "
+                       f"schedule, offered here as a cautious start; in cirrhosis the maximum is {MAX_MG:g} mg/day.")
+        if spasticity_unsure:
+            why.append("A spasticity diagnosis is on the record whose status could not be read: if spasticity is the "
+                       "indication, the labelled spasticity titration applies instead of this cautious start.")
+        if not cirrhosis and not cirrhosis_unsure:
             why.append("No cirrhosis: the 10 mg/day start and 10 mg/day weekly step are the cirrhosis cramp "
                        "schedule, offered here as a cautious start for off-label use, not as a guideline schedule "
                        "for this patient.")
-        guideline = ([SCHEDULE] if cirrhosis else [NO_SCHEDULE]) + ([] if indicated else [INDICATION])
+        guideline = ([SCHEDULE] if cirrhosis or cirrhosis_unsure else [NO_SCHEDULE]) + (
+            [] if indicated else [INDICATION])
         suggestions = []
         if isinstance(order.get("id"), str):
             fixed = corrected_draft(call, order, target, use.product, schedule=cirrhosis)
@@ -178,9 +205,13 @@ def _judge(call: Call, order: dict, use: MedUse, active: list[MedUse], cirrhosis
         return Card(summary=summary, indicator="warning", detail=render_detail(why=why, guideline=guideline),
                     suggestions=suggestions)
     if not indicated:
-        why = [f"Baclofen order: {use.label}.", "No cirrhosis, muscle cramp or spasticity diagnosis in the record."]
+        why = [f"Baclofen order: {use.label}.",
+               absence(call.record, FINDING_TYPES, "No cirrhosis, muscle cramp or spasticity diagnosis in the record.",
+                       "a cirrhosis, muscle cramp or spasticity diagnosis is on the record",
+                       unsure=bool(findings_in_doubt(call.record, "cirrhosis", "cramp", "spasticity")))]
         return Card(summary="Baclofen is FDA-approved for spasticity (MS, spinal cord disease); cramps are off-label",
-                    indicator="info", detail=render_detail(why=why, guideline=[INDICATION, NO_SCHEDULE]))
+                    indicator="info", detail=render_detail(why=why, guideline=[
+                        INDICATION, SCHEDULE if cirrhosis_unsure else NO_SCHEDULE]))
     return None
 
 

@@ -66,19 +66,33 @@ Choices where the catalogue and guideline are silent
 Unknown is not absent
     When the orders, procedures or reports did not arrive whole (or one of them cannot be read), the
     card still fires but does not say "No EMG or nerve conduction study on file": it says that this
-    could not be checked (``clinical.absence``), so the clinician looks before ordering.
+    could not be checked (``clinical.absence``), so the clinician looks before ordering. An EMG on
+    file of any age whose status cannot be read, or that was performed but whose reading
+    (``outcome``, ``conclusionCode``, ``conclusion``) is there and cannot be read (an outcome of
+    -Infinity), may be the abnormal EMG that silences the card: the card still fires (the EMG that
+    answers the question is not known to be there) but names that EMG as one whose status or
+    result could not be read, instead of saying that no EMG is on file.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..fhir.record import Record
+from ..fhir.record import Record, concept_unreadable
 from ..fhir.terminology import SNOMED, valueset
 from ._neuro import day, finding_fact, findings_fact, offer, when_on_file
 from ._twitch import body_twitching
 from .card import Card, render_detail
-from .clinical import ORDER_TYPES, Finding, absence, already_done, findings, onset, order_unsure
+from .clinical import (
+    ORDER_TYPES,
+    Finding,
+    absence,
+    already_done,
+    findings,
+    onset,
+    order_status_in_doubt,
+    order_unsure,
+)
 from .clinical.elements import codings_of, first_time, items, one, readable, words_of
 from .orders import service_request
 from .registry import Call, Source, rule
@@ -113,6 +127,38 @@ def _emgs(record: Record) -> list[tuple[datetime, dict]]:
             if raw is not None and one(raw.get("status")) in statuses and when is not None:
                 out.append((when, raw))
     return sorted(out, key=lambda pair: pair[0])
+
+
+def _emgs_in_doubt(record: Record) -> list[dict]:
+    """EMGs on file (any age) whose status cannot be read, or that were performed but whose reading
+    (``outcome``, ``conclusionCode``, ``conclusion``) is there and cannot be read: each may be the
+    abnormal EMG that answers the question, or a recent one (see the module doc)."""
+    vs = valueset("emg_ncs")
+    out = []
+    for rtype, statuses in (("Procedure", {"completed"}), ("DiagnosticReport", {"final", "amended", "corrected"})):
+        for raw in record.coded(rtype, vs):
+            if order_status_in_doubt(raw):
+                out.append(raw)
+            elif one(raw.get("status")) in statuses and _reading_unreadable(raw):
+                out.append(raw)
+    return out
+
+
+def _reading_unreadable(raw: dict) -> bool:
+    conclusion = raw.get("conclusion")
+    if conclusion is not None and one(conclusion) is None:
+        return True
+    codes = raw.get("conclusionCode")
+    if codes is not None and (not items(codes) or any(concept_unreadable(c) for c in items(codes))):
+        return True
+    return concept_unreadable(raw.get("outcome"))
+
+
+def _doubt_line(raw: dict) -> str:
+    when = when_on_file(raw)
+    dated = f" of {day(when)}" if when is not None else " (date unreadable)"
+    return (f"An EMG or nerve conduction study ({raw.get('resourceType')}){dated} is on file whose status or result "
+            "could not be read: whether it was done, and what it showed, could not be checked")
 
 
 def _benign_after_emg(record: Record) -> list[tuple[Finding, datetime, dict]]:
@@ -162,10 +208,14 @@ def evaluate(call: Call) -> Card | None:
                    f"{call.settings.persistent_days} days)")
     if symptoms:
         why.append("With other symptoms: " + "; ".join(finding_fact(f) for f in symptoms))
-    why.append(absence(call.record, ORDER_TYPES,
-                       f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} days",
-                       "an EMG or nerve conduction study is already on file",
-                       unsure=order_unsure(call.record, "emg_ncs", call.now, call.settings.study_window_days)))
+    doubt = _emgs_in_doubt(call.record)
+    if doubt:
+        why += [_doubt_line(raw) for raw in doubt]
+    else:
+        why.append(absence(call.record, ORDER_TYPES,
+                           f"No EMG or nerve conduction study on file in the last {call.settings.study_window_days} "
+                           "days", "an EMG or nerve conduction study is already on file",
+                           unsure=order_unsure(call.record, "emg_ncs", call.now, call.settings.study_window_days)))
     guideline = [
         f"Clinical examination alone cannot reliably distinguish benign from pathologic fasciculations: do not skip "
         f"EMG in uncertain cases ({_CITE} — Critical Pitfalls).",

@@ -46,7 +46,9 @@ Unknown is not absent
     The card still fires when the record did not arrive whole: a missed red flag costs more than
     a referral already made. It then does not say "No motor neuron disease diagnosis on the record" or
     "No neurology referral on file"; it says that this could not be checked (``clinical.absence``), and
-    still suggests the referral and the EMG, since an order already on file could not be seen.
+    still suggests the referral and the EMG, since an order already on file could not be seen. A
+    motor neuron disease Condition or Observation whose status cannot be read counts the same way
+    (``clinical.findings_in_doubt``).
 
 What changed and why (clinical review)
     SNOMED CT 306206005 is the generic "Referral to service" (public code bases use it for
@@ -67,6 +69,7 @@ from .clinical import (
     absence,
     already_done,
     findings,
+    findings_in_doubt,
     is_order_for,
     order_unsure,
     unnamed_orders,
@@ -107,7 +110,8 @@ def _patient_view(call: Call, twitch: list[Finding], weak: list[Finding]) -> Car
     reasons = twitch + weak
     why = [f"Fasciculation: {findings_fact(twitch)}", f"Weakness or atrophy: {findings_fact(weak)}",
            absence(call.record, FINDING_TYPES, "No motor neuron disease diagnosis on the record",
-                   "a motor neuron disease diagnosis is on the record")]
+                   "a motor neuron disease diagnosis is on the record",
+                   unsure=bool(findings_in_doubt(call.record, "motor_neuron_disease")))]
     suggestions = []
     if referral is None:
         suggestions.append(_referral(call, reasons))

@@ -48,7 +48,9 @@ Choices where the catalogue and guideline are silent, and one disagreement
 Unknown is not absent
     "No LGI1 antibody result on file" and "No neuromyotonia diagnosis yet" are said only when the
     data they speak of arrived whole and readable; otherwise the card says that this could not be
-    checked (``clinical.absence``). A recent LGI1 result that exists is never described as absent.
+    checked (``clinical.absence``). A recent LGI1 result that exists is never described as absent,
+    and a neuromyotonia diagnosis whose status cannot be read is not called absent
+    (``clinical.findings_in_doubt``).
 
 What changed and why (clinical review)
     When another card offers a needle EMG with nerve conduction studies, the engine drops
@@ -60,7 +62,16 @@ from __future__ import annotations
 
 from ._neuro import day, findings_fact, offer, on_file_fact
 from .card import Card, render_detail
-from .clinical import FINDING_TYPES, ORDER_TYPES, absence, already_done, findings, lgi1_results, within
+from .clinical import (
+    FINDING_TYPES,
+    ORDER_TYPES,
+    absence,
+    already_done,
+    findings,
+    findings_in_doubt,
+    lgi1_results,
+    within,
+)
 from .clinical.labs import lgi1_in_doubt
 from .orders import service_request
 from .registry import Call, Source, rule
@@ -112,7 +123,8 @@ def evaluate(call: Call) -> Card | None:
         why.append(f"EMG / nerve conduction already on file: {on_file_fact(studies)}")
     if not lgi1_indicated:
         why.append(absence(call.record, FINDING_TYPES, "No neuromyotonia diagnosis yet: LGI1 antibody testing "
-                           "follows if the EMG confirms neuromyotonia", "a neuromyotonia diagnosis is on the record"))
+                           "follows if the EMG confirms neuromyotonia", "a neuromyotonia diagnosis is on the record",
+                           unsure=bool(findings_in_doubt(call.record, "neuromyotonia"))))
     elif lgi1_order is None:
         suggestions.append(offer(service_request(
             call.patient_id, "lgi1_test", text="LGI1 antibody (IgG), serum", category="laboratory",

@@ -25,7 +25,7 @@ from .models import Problem
 from .terminology import ICD10CM, ValueSet, concept_words, items, normalize_code, one
 from .terminology import codings as codings_in
 
-__all__ = ["Record", "CONCEPT_FIELDS", "flatten"]
+__all__ = ["Record", "CONCEPT_FIELDS", "flatten", "concept_unreadable"]
 
 # The element that carries each resource type's main code.
 CONCEPT_FIELDS = {
@@ -78,6 +78,24 @@ def _malformed_codings(concept: dict) -> bool:
         if one(coding.get("code")) is None and one(coding.get("display")) is None:
             return True  # a coding that names nothing
     return False
+
+
+def concept_unreadable(value: object) -> bool:
+    """Whether a CodeableConcept element that is there cannot be read: not an object (a one-item list
+    is read as its item, a bare string as its text), codings that cannot be read whole, or neither a
+    code, a display nor a text. An absent element (``None``) is not unreadable, it is absent."""
+    if value is None:
+        return False
+    if value.__class__ is list and len(value) == 1:
+        value = value[0]
+    if value.__class__ is str:
+        return not value.strip()
+    if value.__class__ is not dict:
+        return True
+    if _malformed_codings(value):
+        return True
+    named = any(one(c.get(k)) for c in codings_in(value) for k in ("code", "display"))
+    return not named and not concept_words(value.get("text"))
 
 
 def _concept(resource: dict, field_name: str) -> dict:

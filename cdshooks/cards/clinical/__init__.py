@@ -13,8 +13,9 @@ Dates (``dates``)
 Findings (``findings``)
     ``findings(record, *valueset_names) -> list[Finding]`` (present Conditions and
     Observations, earliest onset first); ``onset(found)``; ``in_thigh(finding, record)``,
-    ``in_lower_limb(finding, record)``. ``Finding``: resource, valueset, coding, display,
-    onset, body_sites, reference, kind.
+    ``in_lower_limb(finding, record)``; ``findings_in_doubt(record, *valueset_names)``
+    (coded in the sets, status unreadable: never say the finding is absent). ``Finding``:
+    resource, valueset, coding, display, onset, body_sites, reference, kind.
 Medications (``medications``)
     ``active_medications(record) -> list[MedUse]``; ``using(meds, ingredient_or_class)``;
     ``medication_of(order, record) -> MedUse | None`` (draft orders, any status);
@@ -35,7 +36,8 @@ Unknown is not absent (``elements``)
     readable, else "Whether <what> could not be checked: ...".
 Orders seen (``orders_seen``)
     ``already_done(record, valueset_name, now, window_days) -> dict | None``;
-    ``order_codes(order)``, ``order_concept(order)``, ``is_order_for(order, valueset_name)``.
+    ``order_codes(order)``, ``order_concept(order)``, ``is_order_for(order, valueset_name)``;
+    ``order_status_in_doubt(raw)`` (a status that is missing, ``unknown`` or not a code of its type).
 
 Suggested orders are built by ``cdshooks.orders`` (``service_request``,
 ``medication_request``, ``order_key``, ``describe``).
@@ -52,7 +54,7 @@ Typical rule code::
 
 from .dates import parse_when, within
 from .elements import FINDING_TYPES, ORDER_TYPES, absence
-from .findings import Finding, findings, in_lower_limb, in_thigh, onset
+from .findings import Finding, findings, findings_in_doubt, in_lower_limb, in_thigh, onset
 from .labs import (
     LABS,
     LabResult,
@@ -65,13 +67,22 @@ from .labs import (
     lgi1_results,
 )
 from .medications import MedUse, active_medications, daily_dose_mg, ingredient_names, medication_of, using
-from .orders_seen import already_done, is_order_for, order_codes, order_concept, order_unsure, unnamed_orders
+from .orders_seen import (
+    already_done,
+    is_order_for,
+    order_codes,
+    order_concept,
+    order_status_in_doubt,
+    order_unsure,
+    unnamed_orders,
+)
 
 __all__ = [
     "parse_when", "within", "absence", "FINDING_TYPES", "ORDER_TYPES",
-    "Finding", "findings", "onset", "in_thigh", "in_lower_limb",
+    "Finding", "findings", "findings_in_doubt", "onset", "in_thigh", "in_lower_limb",
     "MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names",
     "LABS", "LabResult", "Lgi1Result", "latest_lab", "lab_absent", "latest_calcium", "calcium_low", "lgi1_results",
     "lgi1_positive",
-    "already_done", "order_unsure", "unnamed_orders", "order_codes", "order_concept", "is_order_for",
+    "already_done", "order_unsure", "order_status_in_doubt", "unnamed_orders", "order_codes", "order_concept",
+    "is_order_for",
 ]

@@ -15,7 +15,11 @@
   interpretation ``NEG`` / ``ND`` or one whose text says negative or absent.
 
 Resources are read tolerantly (``record.read``): a faulty element is repaired or dropped,
-never the whole resource.
+never the whole resource. A finding's status that cannot be read (a Condition's
+``clinicalStatus`` / ``verificationStatus`` that is not a CodeableConcept holding one of its
+codes, an Observation ``status`` that is not an Observation status code) leaves the finding
+**in doubt** (``findings_in_doubt``): a Condition in doubt is not present, and no rule may
+say the finding is absent while one is on the record.
 
 Location (catalogue section 2, last paragraph): a finding's place comes from its
 ``bodySite`` (coded in ``site_hamstring`` / ``site_thigh`` / ``site_lower_limb``, or the
@@ -32,16 +36,22 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from ...fhir.record import Record
+from ...fhir.record import Record, concept_unreadable
 from ...fhir.terminology import SNOMED, ValueSet, valueset
 from .elements import ResourceFacts, codes_of, codings_of, first_time, items, label_of, one, readable, words_of
 
 __all__ = ["Finding", "findings", "onset", "in_thigh", "in_lower_limb", "condition_present",
-           "observation_present", "THIGH_WORDS", "LIMB_WORDS"]
+           "observation_present", "status_in_doubt", "findings_in_doubt", "THIGH_WORDS", "LIMB_WORDS"]
 
 CONDITION_ACTIVE = {"active", "recurrence", "relapse"}
 CONDITION_NOT_TRUE = {"refuted", "entered-in-error"}
 OBSERVATION_STATUSES = {"final", "amended", "corrected", "preliminary"}
+# Every code of each status element: a status outside these (or one that cannot be read) is in doubt.
+CONDITION_CLINICAL_CODES = frozenset({"active", "recurrence", "relapse", "inactive", "remission", "resolved"})
+CONDITION_VERIFICATION_CODES = frozenset({"unconfirmed", "provisional", "differential", "confirmed", "refuted",
+                                          "entered-in-error"})
+OBSERVATION_CODES = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                               "entered-in-error"})
 
 _NEGATIVE_SNOMED = {"2667000", "260385009", "260415000", "373067005", "131194007"}
 _NEGATIVE_INTERPRETATION = {"NEG", "ND"}
@@ -66,6 +76,47 @@ class Finding(ResourceFacts):
     display: str                    # a human label for card text
     onset: datetime | None
     body_sites: tuple[dict, ...]    # the resource's ``bodySite`` CodeableConcept(s)
+
+
+def _condition_status_doubt(value: object, known: frozenset[str]) -> bool:
+    """Whether a Condition's clinicalStatus / verificationStatus as sent cannot be read: not a
+    CodeableConcept (a bare string is read only when it is one of the element's codes), codings that
+    cannot be read, or codings none of which carries a code of the element. A status with no coding
+    at all (absent, or text only) is not in doubt: it counts as absent."""
+    if value.__class__ is list and len(value) == 1:
+        value = value[0]
+    if value is None:
+        return False
+    if value.__class__ is str:
+        return value.strip().lower() not in known
+    if value.__class__ is not dict or concept_unreadable(value):
+        return True
+    if "coding" not in value:
+        return False
+    return not codes_of(value) & known
+
+
+def status_in_doubt(raw: dict) -> bool:
+    """Whether a Condition's or Observation's status, as sent, cannot be read: the resource may hold
+    its finding or not, so it is neither present nor absent (``findings_in_doubt``)."""
+    if raw.get("resourceType") == "Condition":
+        return (_condition_status_doubt(raw.get("clinicalStatus"), CONDITION_CLINICAL_CODES)
+                or _condition_status_doubt(raw.get("verificationStatus"), CONDITION_VERIFICATION_CODES))
+    return one(raw.get("status")) not in OBSERVATION_CODES
+
+
+def findings_in_doubt(record: Record, *valueset_names: str) -> list[dict]:
+    """Conditions and Observations coded in any of the value sets whose status cannot be read
+    (``status_in_doubt``): what they say is unknown, so no rule may state that the finding is absent."""
+    def compute() -> list[dict]:
+        out: list[dict] = []
+        for name in valueset_names:
+            for rtype in ("Condition", "Observation"):
+                out.extend(raw for raw in record.coded(rtype, valueset(name))
+                           if status_in_doubt(raw) and all(raw is not r for r in out))
+        return out
+
+    return list(record.memo(("findings-in-doubt", valueset_names), compute))
 
 
 def condition_present(resource: dict, now: datetime) -> bool:
@@ -136,8 +187,8 @@ def findings(record: Record, *valueset_names: str) -> list[Finding]:
                 if id(raw) in seen:
                     continue
                 res = readable(record, raw)
-                if res is None:
-                    continue
+                if res is None or (rtype == "Condition" and status_in_doubt(raw)):
+                    continue  # a Condition whose status cannot be read is in doubt, not present
                 present = condition_present(res, record.now) if rtype == "Condition" else observation_present(res)
                 if not present:
                     continue

@@ -31,7 +31,8 @@ from ...fhir.record import CONCEPT_FIELDS, Record
 from ...fhir.terminology import normalize_code, valueset
 from .elements import codings_of, first_time, items, one, readable
 
-__all__ = ["already_done", "order_unsure", "order_codes", "order_concept", "is_order_for", "unnamed_orders"]
+__all__ = ["already_done", "order_unsure", "order_status_in_doubt", "order_codes", "order_concept", "is_order_for",
+           "unnamed_orders"]
 
 _STATUSES = {
     "ServiceRequest": {"active", "completed"},
@@ -80,6 +81,14 @@ def already_done(record: Record, valueset_name: str, now: datetime, window_days:
     return best[1] if best else None
 
 
+def order_status_in_doubt(raw: dict) -> bool:
+    """Whether a ServiceRequest / Procedure / DiagnosticReport's status, as sent, cannot be read:
+    missing, ``unknown``, or not a status code of its type (a list of one is read as its item)."""
+    rtype = one(raw.get("resourceType")) or ""
+    status = one(raw.get("status"))
+    return status is None or status == "unknown" or status not in _KNOWN.get(rtype, ())
+
+
 def order_unsure(record: Record, valueset_name: str, now: datetime, window_days: int) -> bool:
     """Whether an order of the value set may be on file in the window although ``already_done`` could
     not count it: its status is missing, ``unknown`` or not a code of its type, or it has a counting
@@ -94,7 +103,7 @@ def order_unsure(record: Record, valueset_name: str, now: datetime, window_days:
                 when = first_time(raw, *_DATES[rtype])
                 if when is not None and when < since:
                     continue
-                if status is None or status == "unknown" or status not in _KNOWN[rtype]:
+                if order_status_in_doubt(raw):
                     return True
                 if status in statuses and when is None and status not in _OPEN:
                     return True
