@@ -144,7 +144,7 @@ def _order_hook(call: Call, twitch: list[Finding], weak: list[Finding]) -> Card 
                    "a neurology referral is already on file or among the draft orders",
                    unsure=order_unsure(call.record, "neurology_referral", call.now,
                                        call.settings.referral_window_days)
-                   or bool(unnamed_orders(call.draft_orders)))]
+                   or bool(unnamed_orders(call.draft_orders, call.record)))]
     return Card(summary="Do not let the EMG delay the urgent neurology referral: fasciculations with weakness",
                 indicator="critical", detail=render_detail(why, _GUIDELINE),
                 suggestions=[_referral(call, twitch + weak)])

@@ -8,7 +8,11 @@ tolerant, writing is strict:
   (a few passes at most). Where the intent is unambiguous the element is repaired: one
   object where a list belongs becomes a one-item list; a one-item list where a single
   value belongs becomes that value. Any other faulty element is dropped, alone: the rest
-  of the resource is kept. A required element that is missing cannot be repaired; the
+  of the resource is kept. A bare string where a CodeableConcept belongs is read as its
+  ``text`` (``"code": "2601-3"``), except a Condition's ``clinicalStatus`` /
+  ``verificationStatus``, whose codes are a small fixed code system: a string equal to one
+  of those codes is read as that code, any other string is dropped (the Condition is then
+  in doubt, never active by default). A required element that is missing cannot be repaired; the
   resource is then still read as JSON (``Reading.model`` is None). Each problem is named
   by its element path (``MedicationRequest.category``), never by its value.
 * ``parse(resource)`` and ``validation_errors(resource)`` are strict: suggested
@@ -119,7 +123,8 @@ class Problem:
 
     resource_type: str
     path: str
-    action: str          # "wrapped in a list" | "unwrapped from a list" | "dropped" | "missing"
+    action: str          # "wrapped in a list" | "unwrapped from a list" | "read as text" | "read as its code"
+    #                      | "dropped" | "missing"
 
     def __str__(self) -> str:
         return f"{self.resource_type}.{self.path}: {self.action}"
@@ -170,7 +175,62 @@ def _locate(data: object, loc: tuple) -> tuple[object, object] | None:
     return None
 
 
-def _repair(data: dict, errors: list, rtype: str, problems: list[Problem]) -> bool:
+# Condition statuses whose codes are a small fixed code system: a bare string equal to one of them is
+# read as that code; any other string there cannot be read (the element is dropped, the Condition is in
+# doubt: see ``cards.clinical.findings.status_in_doubt``).
+_STATUS_CODES = {
+    ("Condition", "clinicalStatus"): ("http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                      frozenset({"active", "recurrence", "relapse", "inactive", "remission",
+                                                 "resolved"})),
+    ("Condition", "verificationStatus"): ("http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                                          frozenset({"unconfirmed", "provisional", "differential", "confirmed",
+                                                     "refuted", "entered-in-error"})),
+}
+
+
+def _element_type(cls: Any, loc: tuple) -> str | None:
+    """The FHIR data type name (``CodeableConcept``) of the element at a pydantic location, or None."""
+    current = cls
+    name: str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields:
+            return None
+        spec = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        if spec is None:
+            return None
+        current, name = None, None
+        pending = [spec.annotation]
+        while pending:
+            kind = pending.pop()
+            if isinstance(kind, type) and hasattr(kind, "get_model_klass"):
+                try:
+                    current = kind.get_model_klass()
+                except (ImportError, AttributeError, KeyError, ValueError):
+                    return None
+                name = current.__name__
+                break
+            pending.extend(typing.get_args(kind))
+        if current is None:
+            return None
+    return name
+
+
+def _string_concept(rtype: str, loc: tuple, text: str) -> tuple[dict | None, str]:
+    """The CodeableConcept a bare string stands for, and the action to log (None: it cannot be read)."""
+    status = _STATUS_CODES.get((rtype, loc[0])) if len(loc) == 1 else None
+    if status is not None:
+        system, codes = status
+        code = text.strip().lower()
+        if code in codes:
+            return {"coding": [{"system": system, "code": code}]}, "read as its code"
+        return None, "dropped"
+    return ({"text": text.strip()}, "read as text") if text.strip() else (None, "dropped")
+
+
+def _repair(data: dict, errors: list, rtype: str, problems: list[Problem], cls: Any = None) -> bool:
     """Repair or drop every element the errors name; whether anything changed."""
     changed = False
     drops: list[tuple[object, object, tuple, bool]] = []
@@ -193,6 +253,20 @@ def _repair(data: dict, errors: list, rtype: str, problems: list[Problem]) -> bo
         value = parent[key]  # type: ignore[index]
         if kind == "list_type" and isinstance(value, dict):
             parent[key] = [value]  # type: ignore[index]
+            problems.append(Problem(rtype, _path(loc), "wrapped in a list"))
+            changed = True
+        elif (kind in ("json_invalid", "model_type") and isinstance(value, str) and cls is not None
+              and _element_type(cls, loc) == "CodeableConcept"):
+            concept, action = _string_concept(rtype, loc, value)
+            if concept is None:
+                drops.append((parent, key, loc, False))
+                continue
+            parent[key] = concept  # type: ignore[index]
+            problems.append(Problem(rtype, _path(loc), action))
+            changed = True
+        elif kind == "list_type" and isinstance(value, str) and cls is not None \
+                and _element_type(cls, loc) == "CodeableConcept":
+            parent[key] = [value]  # type: ignore[index]  # read as a text in the next pass
             problems.append(Problem(rtype, _path(loc), "wrapped in a list"))
             changed = True
         elif kind != "list_type" and isinstance(value, list) and len(value) == 1 and value[0] is not None:
@@ -234,6 +308,6 @@ def read(resource: dict) -> Reading:
                 data = copy.deepcopy(resource)
             except RecursionError:
                 break
-        if not _repair(data, errors, rtype, problems):
+        if not _repair(data, errors, rtype, problems, cls):
             break
     return Reading(data, None, list(dict.fromkeys(problems)))

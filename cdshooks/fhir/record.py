@@ -101,7 +101,8 @@ def concept_unreadable(value: object) -> bool:
 def _concept(resource: dict, field_name: str) -> dict:
     """The resource's main CodeableConcept as filed (a list of one is read as its item)."""
     concept = resource[field_name]
-    return concept[0] if concept.__class__ is list else concept
+    concept = concept[0] if concept.__class__ is list else concept
+    return {"text": concept} if concept.__class__ is str else concept
 
 
 def _signature(concept: dict) -> tuple:
@@ -156,6 +157,7 @@ class Record:
         self._full_urls: dict[str, dict] = {}
         self._refs: dict[str, dict] | None = None  # "Type/id" and fullUrl -> resource, built on first resolve()
         self._readings: dict[int, fhir.Reading] = {}
+        self._text_coded: set[int] = set()  # resources read whose main code arrived as a bare string
         self._indexes: dict[str, _TypeIndex] = {}
         self._memo: dict[object, object] = {}
         self.ingest({"resourceType": "Bundle", "entry": [
@@ -217,6 +219,11 @@ class Record:
             concept = res.get(field_name)
             if concept.__class__ is list and len(concept) == 1:
                 concept = concept[0]  # one CodeableConcept sent as a list of one: read as the reader repairs it
+            if concept.__class__ is str and rtype in _CODED_TYPES:
+                # a bare string: matched by its words, as the reader repairs it ({"text": ...}); it cannot be
+                # matched by code, so its type is not whole for absence (a lab's "2601-3" may be magnesium)
+                self._uncoded[rtype] = self._uncoded.get(rtype, 0) + 1
+                concept = {"text": concept}
             if concept.__class__ is dict:
                 sig = _signature(concept)
                 group = groups.get(sig)
@@ -316,10 +323,18 @@ class Record:
                 found.data["_fullUrl"] = full_url
             if found.problems:
                 self.invalid += 1
+                main = CONCEPT_FIELDS.get(str(resource.get("resourceType")), "code")
                 for problem in found.problems:
                     self._problems.setdefault(problem)
+                    if problem.path == main and problem.action == "read as text":
+                        self._text_coded.update((key, id(found.data)))
             self._readings[key] = found
         return found
+
+    def code_was_text(self, resource: dict) -> bool:
+        """Whether a resource read here (as sent, or as read) had a bare string for its main code: it is
+        matched by its words only, never by code, so what it is for is not known for sure."""
+        return id(resource) in self._text_coded
 
     def read(self, resource: dict) -> dict:
         """The resource's JSON as rules read it: repaired where FHIR's intent is unambiguous, faulty

@@ -143,13 +143,16 @@ def is_order_for(order: dict, valueset_name: str) -> bool:
     return valueset(valueset_name).matches(order_concept(order))
 
 
-def unnamed_orders(orders: list[dict]) -> list[dict]:
-    """The (draft) orders whose concept cannot be read at all: what they order is unknown, so no
-    rule may say that none of them is for X."""
+def unnamed_orders(orders: list[dict], record: Record | None = None) -> list[dict]:
+    """The (draft) orders whose concept cannot be read at all, or (with the ``record`` that read them)
+    arrived as a bare string: what they order is not known for sure, so no rule may say that none of
+    them is for X."""
     out = []
     for order in orders:
         concept = order_concept(order)
-        if concept is None and order.get("medicationReference") is None:
+        if record is not None and record.code_was_text(order):
+            out.append(order)
+        elif concept is None and order.get("medicationReference") is None:
             out.append(order)
         elif concept is not None and not any(
                 one(c.get("code")) or one(c.get("display")) for c in codings_of(concept)) and not one(
