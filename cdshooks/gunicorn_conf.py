@@ -125,10 +125,16 @@ if "gunicorn" in Path(sys.argv[0]).as_posix():
 
 
 def post_worker_init(worker):
-    """A forked worker warms itself before it accepts its first call: one synthetic call per hook
-    (copying the preloaded pages it touches, priming its caches) and its own database connection."""
+    """A forked worker readies itself before it accepts its first call: its own database connection,
+    its issued-card writer thread, its metric files, and one realistic call per hook through the
+    whole app (service/warmup.py), so that a first call finds everything in place."""
     app = worker.wsgi
     state = getattr(app, "extensions", {}).get("cdshooks")
     if state is not None:
-        state.engine.warm_up()
+        from cdshooks import metrics
+        from cdshooks.service.warmup import warm_worker
+
         state.store.ping()
+        state.store.start()
+        metrics.prime(sorted(state.engine.services))
+        warm_worker(app)

@@ -24,8 +24,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-__all__ = ["render", "hook_answered", "CONTENT_TYPE", "REQUEST_SECONDS", "HOOK_STAGE_SECONDS", "CARDS_ISSUED",
-           "RULE_FAILURES", "FHIR_FETCH_SECONDS", "FHIR_FETCH_ERRORS", "AUTH_REJECTIONS", "FEEDBACK",
+__all__ = ["render", "hook_answered", "prime", "STAGES", "CONTENT_TYPE", "REQUEST_SECONDS", "HOOK_STAGE_SECONDS",
+           "CARDS_ISSUED", "RULE_FAILURES", "FHIR_FETCH_SECONDS", "FHIR_FETCH_ERRORS", "AUTH_REJECTIONS", "FEEDBACK",
            "OVERRIDE_REASONS", "ISSUED_RECORDS", "ISSUED_QUEUE", "STORE_ERRORS"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -59,6 +59,20 @@ ISSUED_QUEUE = Gauge("cdshooks_issued_card_queue", "Issued-card records waiting 
                      multiprocess_mode="livesum")
 STORE_ERRORS = Counter("cdshooks_store_errors_total", "Database operations that failed, by operation",
                        ["operation"])
+
+
+STAGES = ("data", "fetch", "record", "rules", "store", "total")
+
+
+def prime(service_ids: list[str]) -> None:
+    """Create each service's hook series (at zero) in this process, so that a worker's first call
+    does not create its metric files: the series every answered call observes."""
+    for service in service_ids:
+        REQUEST_SECONDS.labels("hook", service, "200")
+        for stage in STAGES:
+            HOOK_STAGE_SECONDS.labels(service, stage)
+    ISSUED_QUEUE.inc(0)
+    ISSUED_RECORDS.labels("written")
 
 
 def hook_answered(service: str, stages: dict[str, float], cards: list[tuple[str, str]]) -> None:

@@ -100,18 +100,22 @@ def test_each_worker_warms_itself_before_its_first_call(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from cdshooks import create_app
+    from cdshooks.service import warmup
 
     from .conftest import make_settings
 
     app = create_app(make_settings(tmp_path))
-    engine = app.extensions["cdshooks"].engine
     calls = []
-    original = engine.warm_up
-    monkeypatch.setattr(engine, "warm_up", lambda: calls.append(1) or original())
+    original = warmup.warm_worker
+    monkeypatch.setattr(warmup, "warm_worker", lambda a: calls.append(a) or original(a))
     try:
         gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=app))
-        assert calls == [1]
-        assert app.extensions["cdshooks"].store.ping()
+        assert calls == [app]
+        store = app.extensions["cdshooks"].store
+        assert store.ping()
+        assert store._writer is not None and store._writer._thread is not None  # started before any call
+        assert store._writer._thread.is_alive()
         gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=lambda environ, start: []))  # not this app: nothing
+        assert calls == [app]
     finally:
         app.extensions["cdshooks"].store.dispose()

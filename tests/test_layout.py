@@ -43,7 +43,7 @@ ALLOWED = {
     "tryit": {"service", "cards", "fhir", "store", "config", "logs"},
     "population": {"__init__", "tryit", "service", "cards", "fhir", "trust", "store", "config", "logs"},
     "cli": {"population", "tryit", "service", "cards", "fhir", "trust", "store", "config", "logs"},
-    "gunicorn_conf": {"store"},
+    "gunicorn_conf": {"service", "store", "metrics"},
     "serving": {"config", "logs"},
     "spark_submit": {"cli"},
     "__init__": {"service", "cards", "fhir", "trust", "store", "tryit", "config", "logs", "metrics"},

@@ -1,7 +1,8 @@
 """Engine: one hook call, from a validated request to the response's cards.
 
     services()  one CDS service per hook, its prefetch built from its rules' reads
-    warm_up()   at start-up, one synthetic call per hook: nothing is loaded on a worker's first call
+    warm_up()   at start-up, one synthetic call per hook (service/warmup.py): nothing is loaded on a
+                worker's first call; quiet() keeps such calls out of the store, logs and metrics
     answer()    validate -> gather data (prefetch, else fhirServer) -> Record -> run each
                 rule in isolation -> de-duplicate orders across cards -> sort, stamp uuids
                 -> record issued cards -> {"cards": [...]}
@@ -19,10 +20,11 @@ import math
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .. import logs, metrics
 from ..cards.card import INDICATORS, TOPIC_SYSTEM, Card
@@ -144,31 +146,39 @@ class Engine:
                 id=SERVICE_IDS[hook], hook=hook, title=f"Muscle twitching (fasciculations): {hook}",
                 description=_DESCRIPTIONS[hook], rules=rules, prefetch=prefetch.templates_for(rules))
 
-    def warm_up(self) -> float:
-        """Answer one synthetic call per hook, unrecorded and unlogged, so that what a first call
-        would load (FHIR model classes, schema validators, value set indexes, date parsing, the
-        rules' code paths) is loaded at start-up; returns the milliseconds spent. A failure is
-        logged and start-up goes on: the calls themselves would only be slower."""
-        started = time.monotonic()
-        from ..fhir import models
-
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Calls answered inside are no patient's (the warm-ups): their cards are not recorded as
+        issued, nothing is logged, and neither they nor their rule failures reach the metrics."""
         store, self.store = self.store, None
-        failures, self.rule_failures = self.rule_failures, FailureCounter(exported=False)  # no patient's call
+        failures, self.rule_failures = self.rule_failures, FailureCounter(exported=False)
         self._warming = True
         disabled, logs.logger.disabled = logs.logger.disabled, True
         try:
-            models.preload(sorted({r["resourceType"] for r in _warm_up_resources()} | {"Bundle"}))
-            for resource in _warm_up_resources():
-                models.parse(resource)
-            for service in self.services.values():
-                self.answer(service.id, _warm_up_request(service))
-            compiled("feedback"), validator("feedback")
-        except Exception as exc:  # never stop start-up: the service still answers, only slower at first
-            logs.logger.disabled = disabled
-            logs.event("service.warm_up_failed", logging.WARNING, error=type(exc).__name__)
+            yield
         finally:
             self.store, self.rule_failures, self._warming = store, failures, False
             logs.logger.disabled = disabled
+
+    def warm_up(self) -> float:
+        """Answer one synthetic call per hook, quietly (``quiet``), so that what a first call would
+        load (FHIR model classes, schema validators, value set indexes, date parsing, the rules'
+        code paths) is loaded at start-up; returns the milliseconds spent. A failure is logged
+        and start-up goes on: the calls themselves would only be slower."""
+        started = time.monotonic()
+        from ..fhir import models
+        from .warmup import warm_up_request, warm_up_resources
+
+        try:
+            with self.quiet():
+                models.preload(sorted({r["resourceType"] for r in warm_up_resources()} | {"Bundle"}))
+                for resource in warm_up_resources():
+                    models.parse(resource)
+                for service in self.services.values():
+                    self.answer(service.id, warm_up_request(service))
+                compiled("feedback"), validator("feedback")
+        except Exception as exc:  # never stop start-up: the service still answers, only slower at first
+            logs.event("service.warm_up_failed", logging.WARNING, error=type(exc).__name__)
         return round((time.monotonic() - started) * 1000, 1)
 
     def service(self, service_id: str) -> Service:
@@ -376,79 +386,6 @@ def _in_time(cutoff: float) -> None:
     if time.monotonic() > cutoff:
         logs.event("hook.deadline", logging.WARNING)
         raise DeadlineExceeded("The call could not be answered in time; try again")
-
-
-_WARM_PATIENT = "warm-up"
-
-
-def _warm_up_resources() -> list[dict]:
-    """A made-up record on which most rules run and several fire (twitching with weakness, cramps
-    in cirrhosis on baclofen, a low potassium), one resource of each type the rules read."""
-    subject = {"reference": f"Patient/{_WARM_PATIENT}"}
-    today = datetime.now(timezone.utc)
-    day = today.date().isoformat()
-    old = (today.replace(year=today.year - 1)).date().isoformat()
-
-    def condition(rid: str, system: str, code: str) -> dict:
-        return {"resourceType": "Condition", "id": rid, "subject": subject, "onsetDateTime": old,
-                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                               "code": "active"}]},
-                "code": {"coding": [{"system": system, "code": code}]}}
-
-    sct, icd, loinc = "http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm", "http://loinc.org"
-    return [
-        condition("w1", sct, "82470000"), condition("w2", icd, "M62.81"), condition("w3", icd, "R25.2"),
-        condition("w4", icd, "K74.60"), condition("w5", icd, "M79.651"),
-        {"resourceType": "Observation", "id": "w6", "status": "final", "subject": subject, "effectiveDateTime": day,
-         "code": {"coding": [{"system": loinc, "code": "2823-3"}]},
-         "valueQuantity": {"value": 3.0, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}},
-        {"resourceType": "MedicationRequest", "id": "w7", "status": "active", "intent": "order", "subject": subject,
-         "authoredOn": old, "medicationCodeableConcept": {"text": "baclofen 10 mg oral tablet"},
-         "dosageInstruction": [{"text": "10 mg twice daily", "timing": {"repeat": {"frequency": 2, "period": 1,
-                                                                                  "periodUnit": "d"}},
-                                "doseAndRate": [{"doseQuantity": {"value": 10, "unit": "mg"}}]}]},
-        {"resourceType": "MedicationStatement", "id": "w8", "status": "active", "subject": subject,
-         "medicationCodeableConcept": {"text": "magnesium oxide 400 mg oral tablet"}},
-        {"resourceType": "Medication", "id": "w9", "code": {"text": "baclofen 10 mg oral tablet"}},
-        {"resourceType": "ServiceRequest", "id": "w10", "status": "completed", "intent": "order", "subject": subject,
-         "authoredOn": old, "code": {"coding": [{"system": sct, "code": "42803009"}]}},
-        {"resourceType": "Procedure", "id": "w11", "status": "completed", "subject": subject, "performedDateTime": old,
-         "code": {"coding": [{"system": sct, "code": "42803009"}]}},
-        {"resourceType": "DiagnosticReport", "id": "w12", "status": "final", "subject": subject,
-         "effectiveDateTime": old, "code": {"coding": [{"system": sct, "code": "42803009"}]},
-         "conclusion": "Normal study"},
-    ]
-
-
-def _warm_up_request(service: Service) -> dict:
-    """A full-prefetch request of ``service``'s hook over the warm-up record (draft orders for the order hooks)."""
-    resources = _warm_up_resources()
-    prefetch: dict[str, object] = {}
-    filled: set[str] = set()
-    for key, template in sorted(service.prefetch.items()):
-        rtype = template.split("?", 1)[0]
-        mine = [r for r in resources if r["resourceType"] == rtype or (rtype == "MedicationRequest"
-                                                                       and r["resourceType"] == "Medication")]
-        entries = [] if rtype in filled else [{"resource": r} for r in mine]
-        filled.add(rtype)
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
-    context: dict[str, object] = {"userId": "Practitioner/warm-up", "patientId": _WARM_PATIENT}
-    if service.hook != "patient-view":
-        subject = {"reference": f"Patient/{_WARM_PATIENT}"}
-        drafts: list[dict] = [
-            {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order", "subject": subject,
-             "medicationCodeableConcept": {"text": "baclofen 20 mg oral tablet"},
-             "dosageInstruction": [{"text": "20 mg three times daily"}]},
-            {"resourceType": "MedicationRequest", "id": "d2", "status": "draft", "intent": "order", "subject": subject,
-             "medicationCodeableConcept": {"text": "quinidine sulfate 200 mg oral tablet"}},
-            {"resourceType": "ServiceRequest", "id": "d3", "status": "draft", "intent": "order", "subject": subject,
-             "code": {"text": "Phrenic nerve conduction study"}},
-        ]
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": d} for d in drafts]}
-        if service.hook == "order-select":
-            context["selections"] = [f"{d['resourceType']}/{d['id']}" for d in drafts]
-    return {"hook": service.hook, "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}
 
 
 def _sorted(cards: list[Card]) -> list[Card]:

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from .. import metrics
 from ..cards.card import OVERRIDE_REASONS
 from .errors import operation_outcome
+from .warmup import WARM_UP_ENVIRON
 
 __all__ = ["bp", "feedback_stored"]
 
@@ -40,7 +41,7 @@ def _started() -> None:
 @bp.after_app_request
 def _observed(resp: Response) -> Response:
     started = g.pop("observed_from", None)
-    if started is not None:
+    if started is not None and request.environ.get(WARM_UP_ENVIRON) is not True:  # a worker's warm-up: no traffic
         endpoint, service = _labels()
         metrics.REQUEST_SECONDS.labels(endpoint, service, str(resp.status_code)).observe(
             time.perf_counter() - started)

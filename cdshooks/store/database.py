@@ -157,6 +157,22 @@ class Store:
         except SQLAlchemyError:
             return False
 
+    def start(self) -> None:
+        """Ready this process to record issued cards before its first call (a gunicorn worker does):
+        one row written and rolled back (the statement compiled, a connection opened), then the
+        writer thread started, rather than both on the first card issued. Never raises."""
+        row = {"uuid": "00000000-0000-4000-8000-000000000000", "rule_id": "", "service_id": "", "hook_instance": "",
+               "indicator": "info", "suggestions": "[]", "issued_at": _utcnow()}
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin() as transaction:
+                    conn.execute(insert(issued_card), [row])
+                    transaction.rollback()
+        except SQLAlchemyError:
+            pass  # the first real write will say what is wrong
+        if self._writer is not None:
+            self._writer.start()
+
     def close(self) -> None:
         """Write every queued issued-card record (a clean shutdown), then release connections."""
         if self._writer is not None:

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from cdshooks import create_app
-from cdshooks.service.engine import SERVICE_IDS, _warm_up_request
+from cdshooks.service.engine import SERVICE_IDS
+from cdshooks.service.warmup import WARM_UP_ENVIRON, WORKER_HISTORY, warm_up_request, warm_worker
 
 from ..conftest import make_settings
 
@@ -67,7 +68,74 @@ def test_the_warm_up_calls_reach_the_rules(tmp_path):
     try:
         engine = app.extensions["cdshooks"].engine
         for hook, service_id in SERVICE_IDS.items():
-            cards = engine.answer(service_id, _warm_up_request(engine.services[service_id]))["cards"]
+            cards = engine.answer(service_id, warm_up_request(engine.services[service_id]))["cards"]
             assert len(cards) >= 3, hook
+    finally:
+        app.extensions["cdshooks"].store.dispose()
+
+
+def _issued_cards(app) -> int:
+    from sqlalchemy import text
+
+    store = app.extensions["cdshooks"].store
+    store.flush()
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT COUNT(*) FROM issued_card")).scalar()
+
+
+def _hook_requests(service_id: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("cdshooks_http_request_duration_seconds_count",
+                                     {"endpoint": "hook", "service": service_id, "status": "200"}) or 0.0
+
+
+def test_a_worker_warms_up_through_the_whole_app_and_leaves_no_trace(tmp_path, caplog):
+    """One realistic call per hook through Flask, even where a client JWT is required; nothing
+    recorded as issued, logged or counted as traffic."""
+    app = create_app(make_settings(tmp_path, env="production", log_level="INFO"))
+    engine = app.extensions["cdshooks"].engine
+    answered: list[tuple[str, int]] = []
+    original = engine.outcome
+
+    def counting(service_id, body, *args, **kwargs):
+        outcome = original(service_id, body, *args, **kwargs)
+        answered.append((service_id, len(outcome.cards)))
+        return outcome
+
+    engine.outcome = counting
+    before = {sid: _hook_requests(sid) for sid in SERVICE_IDS.values()}
+    try:
+        with caplog.at_level(logging.DEBUG, logger="cdshooks"):
+            caplog.clear()
+            assert warm_worker(app) > 0
+        assert sorted(sid for sid, _ in answered) == sorted(SERVICE_IDS.values())
+        assert all(cards >= 3 for _, cards in answered), answered  # the rules ran on the record
+        assert not caplog.records, "the warm-up logs nothing"
+        assert _issued_cards(app) == 0
+        assert {sid: _hook_requests(sid) for sid in SERVICE_IDS.values()} == before
+        assert not engine._warming and engine.store is not None  # quiet mode ended
+    finally:
+        app.extensions["cdshooks"].store.dispose()
+
+
+def test_the_worker_record_is_a_realistic_history():
+    service = type("S", (), {"hook": "patient-view", "prefetch": {"labs": "Observation?patient={{context.patientId}}"}})
+    body = warm_up_request(service, WORKER_HISTORY)
+    entries = body["prefetch"]["labs"]["entry"]
+    assert len(entries) >= WORKER_HISTORY
+    assert len({e["resource"]["id"] for e in entries}) == len(entries)
+
+
+def test_no_client_can_pass_for_the_warm_up(tmp_path):
+    """The warm-up's mark is a WSGI environ key; a request header of any such name is not it."""
+    app = create_app(make_settings(tmp_path, env="production"))
+    try:
+        client = app.test_client()
+        body = warm_up_request(app.extensions["cdshooks"].engine.services[SERVICE_IDS["patient-view"]])
+        for header in (WARM_UP_ENVIRON, "cdshooks-warm-up", "X-Cdshooks-Warm-Up"):
+            resp = client.post(f"/cds-services/{SERVICE_IDS['patient-view']}", json=body, headers={header: "True"})
+            assert resp.status_code == 401, header
+        assert _issued_cards(app) == 0
     finally:
         app.extensions["cdshooks"].store.dispose()
