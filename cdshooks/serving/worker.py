@@ -27,11 +27,14 @@ import time
 from collections import deque
 from functools import partial
 
+from gunicorn import util
+from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from .. import logs
 from ..config import Settings
 
-__all__ = ["BufferingWorker", "RequestBuffer"]
+__all__ = ["BufferingWorker", "RequestBuffer", "refusal"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # a chunked body goes to the app once this much past the limit is here: the app reads in pieces
@@ -42,6 +45,40 @@ _TIMEOUT_BODY = json.dumps({"resourceType": "OperationOutcome", "issue": [{
     "diagnostics": "the request was not received in time"}]}).encode()
 _TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/fhir+json\r\nConnection: close\r\n"
             b"Content-Length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY)
+
+# What gunicorn's HTTP parser refuses before the app sees a request, answered as the app answers
+# (an OperationOutcome, never the client's bytes echoed back) rather than with gunicorn's HTML
+# page. An unsupported transfer coding is the client's to fix: 400, not gunicorn's 501.
+_PARSER_REFUSALS: tuple[tuple[str, int, str, str, str], ...] = (
+    ("LimitRequestHeaders", 431, "Request Header Fields Too Large", "too-costly",
+     "The request's header fields are too many or too large"),
+    ("LimitRequestLine", 414, "URI Too Long", "too-costly", "The request line is too long"),
+    ("ExpectationFailed", 417, "Expectation Failed", "not-supported", "The request's Expect header cannot be met"),
+    ("ForbiddenProxyRequest", 403, "Forbidden", "forbidden", "Proxy requests are not accepted from this address"),
+    ("UnsupportedTransferCoding", 400, "Bad Request", "not-supported",
+     "The request's Transfer-Encoding is not supported (chunked only)"),
+)
+_CLIENT_ERRORS = tuple(getattr(http_errors, name) for name in (
+    "InvalidRequestLine", "InvalidRequestMethod", "InvalidHTTPVersion", "InvalidHeader", "InvalidHeaderName",
+    "LimitRequestLine", "LimitRequestHeaders", "InvalidProxyLine", "ForbiddenProxyRequest", "InvalidSchemeHeaders",
+    "UnsupportedTransferCoding", "ObsoleteFolding", "ExpectationFailed", "InvalidH2CPreface",
+    "InvalidChunkSize", "ChunkMissingTerminator", "InvalidChunkExtension") if hasattr(http_errors, name))
+
+
+def refusal(exc: BaseException) -> bytes | None:
+    """The whole HTTP answer to a request gunicorn's parser refused (``exc``), or None when
+    ``exc`` is not a fault of the client's request."""
+    if not isinstance(exc, _CLIENT_ERRORS):
+        return None
+    status, reason, code, message = 400, "Bad Request", "invalid", "The request is not valid HTTP/1.1"
+    for name, *answer in _PARSER_REFUSALS:
+        if isinstance(exc, getattr(http_errors, name, ())):
+            status, reason, code, message = answer  # type: ignore[assignment]
+            break
+    body = json.dumps({"resourceType": "OperationOutcome", "issue": [{
+        "severity": "error", "code": code, "diagnostics": message}]}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/fhir+json\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 class RequestBuffer:
@@ -194,6 +231,19 @@ class BufferingWorker(ThreadWorker):
             return
         self._read(conn)
         self._on_readable(conn, conn.sock)
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """A request gunicorn's parser refused gets an OperationOutcome (``refusal``) and one log
+        line naming the fault's kind only; anything else is gunicorn's to answer (a 500)."""
+        answer = refusal(exc)
+        if answer is None:
+            super().handle_error(req, client, addr, exc)
+            return
+        logs.event("http.refused", status=int(answer.split(b" ", 2)[1]), error=type(exc).__name__)
+        try:
+            util.write_nonblock(client, answer)
+        except OSError:
+            pass
 
     def _header_cap(self) -> int:
         """Past this many bytes without the end of the headers, gunicorn's own limits answer."""

@@ -217,3 +217,40 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413(server):
         answer = read_response(s, 5)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b'"OperationOutcome"' in answer
+
+
+# -- what gunicorn's parser refuses -----------------------------------------------------
+SECRET = "Bearer eyJhbGciOiJFUzM4NCJ9.patient-Smith-1234"
+
+
+def raw_exchange(base: str, request: bytes) -> bytes:
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        return read_response(s, 5)
+
+
+@pytest.mark.parametrize("request_bytes, status, code", [
+    (f"POST {SERVICE} HTTP/1.1\r\nHost: h\r\nAuthorization: {SECRET}{'x' * 40_000}\r\n\r\n".encode(),
+     431, "too-costly"),
+    (f"GET {SERVICE} HTTP/1.1\r\nHost: h\r\n".encode() + b"".join(f"X-H{i}: {SECRET}\r\n".encode()
+                                                                   for i in range(120)) + b"\r\n", 431, "too-costly"),
+    (f"GET /cds-services?q={'a' * 9000}&who={SECRET} HTTP/1.1\r\nHost: h\r\n\r\n".encode(), 414, "too-costly"),
+    (f"GARBAGE {SECRET}\r\n\r\n".encode(), 400, "invalid"),
+    (f"POST {SERVICE} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: snappy\r\n\r\n".encode(), 400, "not-supported"),
+    (f"POST {SERVICE} HTTP/1.1\r\nHost: h\r\nBad Header Name: {SECRET}\r\n\r\n".encode(), 400, "invalid"),
+], ids=["one-huge-header", "too-many-headers", "long-request-line", "not-http", "transfer-coding", "bad-header"])
+def test_what_the_http_parser_refuses_is_answered_as_an_operation_outcome(server, request_bytes, status, code):
+    base, log = server
+    answer = raw_exchange(base, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    assert b"application/fhir+json" in head
+    outcome = json.loads(body)
+    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == code
+    assert b"patient-Smith" not in answer  # nothing the client sent is echoed back
+    time.sleep(0.2)
+    text = log.read_text()
+    assert "patient-Smith" not in text and "eyJhbGci" not in text
+    assert '"http.refused"' in text
+    assert requests.get(base + "/healthz", timeout=5).status_code == 200  # the worker serves on
