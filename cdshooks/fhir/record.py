@@ -407,6 +407,20 @@ class Record:
         self._indexes[rtype] = idx
         return idx
 
+    def named(self, rtype: str, *words: str) -> list[dict]:
+        """Raw resources of ``rtype`` whose main code's text or a coding display holds every one of
+        ``words`` (lower case), in record order, whatever their codes: what a local code names."""
+        def compute() -> list[dict]:
+            idx = self._index(rtype)
+            sigs: set[tuple] | None = None
+            for word in words:
+                found = set(idx.by_word.get(word, ()))
+                sigs = found if sigs is None else sigs & found
+            hits = sorted((pair for sig in sigs or () for pair in idx.groups[sig]), key=lambda pair: pair[0])
+            return self._usable(rtype, (res for _, res in hits))
+
+        return list(self.memo(("named", rtype, words), compute))
+
     def coded(self, rtype: str, vs: ValueSet, field_name: str | None = None) -> list[dict]:
         """Raw resources of ``rtype`` whose main code (or ``field_name``) is in ``vs``, in record order."""
         field_name = field_name or CONCEPT_FIELDS.get(rtype, "code")

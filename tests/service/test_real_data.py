@@ -225,6 +225,18 @@ def test_epic_shaped_record_local_codes_display_only_codings_and_string_values(a
     assert "electrolyte-check" not in cards  # potassium, magnesium and calcium (valueString "9.4 mg/dL") are there
 
 
+def test_epic_shaped_magnesium_with_only_its_local_code_is_not_called_missing(app):
+    body = ehr_request(app, "epic")
+    for entry in body["prefetch"]["observations"]["entry"]:
+        code = entry["resource"].get("code") or {}
+        if code.get("text") == "MAGNESIUM":  # the LOINC coding dropped: the local urn:oid code and display remain
+            code["coding"] = [c for c in code["coding"] if c.get("system", "").startswith("urn:oid:")]
+    cards = answer(app, body)
+    assert "Magnesium" not in cards.get("electrolyte-abnormal", {}).get("detail", "")  # its value is not used
+    assert all("No magnesium" not in c["detail"] for c in cards.values())
+    assert "electrolyte-check" not in cards  # potassium and calcium are there, magnesium is in doubt
+
+
 def test_epic_shaped_brand_display_medication_with_a_tid_timing_code(app):
     body = ehr_request(app, "epic")
     record_json = body["prefetch"]["medicationRequests"]["entry"]

@@ -15,6 +15,11 @@ there but cannot be read (NaN, infinity, garbage, a coded value) is **a result t
 could not be read**: it is the latest result all the same (``readable`` False), never
 "no result". A result without any value (a ``dataAbsentReason`` only) is not a result.
 
+A result coded only by a local code (an EHR's ``urn:oid:...`` system, no LOINC) cannot be
+matched as the lab: its value is never used. But when its code's text or display names the
+lab ("MAGNESIUM", ``LabSpec.words``) it leaves the lab **in doubt** (``lab_absent`` False):
+no card says "no magnesium result" beside it.
+
 "Low" is decided by the first criterion that can decide:
 
 1. the reference range: ``referenceRange.low`` (the first range whose ``type`` is absent
@@ -71,17 +76,20 @@ class LabSpec:
     unit: str                          # the default unit (UCUM, as shown in cards)
     units: dict[str, float]            # lower-case unit -> factor to the default unit
     limit: float | None                # the default low limit, in the default unit
+    words: tuple[str, ...] = ()        # the words that name the lab in a display or text (a local code's)
 
 
 LABS: dict[str, LabSpec] = {
     # potassium mg/dL (75940-7, mass in blood) -> mmol/L: x 10 / 39.098
-    "potassium": LabSpec("potassium", "potassium_lab", "mmol/L", {"mmol/l": 1.0, "meq/l": 1.0, "mg/dl": 0.2558}, 3.5),
+    "potassium": LabSpec("potassium", "potassium_lab", "mmol/L", {"mmol/l": 1.0, "meq/l": 1.0, "mg/dl": 0.2558}, 3.5,
+                         ("potassium",)),
     "magnesium": LabSpec("magnesium", "magnesium_lab", "mg/dL",
-                         {"mg/dl": 1.0, "mmol/l": 2.431, "meq/l": 1.215}, 1.7),
-    "calcium": LabSpec("calcium", "calcium_total_lab", "mg/dL", {"mg/dl": 1.0, "mmol/l": 4.008, "meq/l": 2.004}, 8.5),
+                         {"mg/dl": 1.0, "mmol/l": 2.431, "meq/l": 1.215}, 1.7, ("magnesium",)),
+    "calcium": LabSpec("calcium", "calcium_total_lab", "mg/dL", {"mg/dl": 1.0, "mmol/l": 4.008, "meq/l": 2.004}, 8.5,
+                       ("calcium",)),
     # mg/dL -> mmol/L divides by 4.008 (Ca 40.08 g/mol): serum ionized calcium is reported in mg/dL by some labs
     "calcium_ionized": LabSpec("calcium_ionized", "calcium_ionized_lab", "mmol/L",
-                               {"mmol/l": 1.0, "mg/dl": 1 / 4.008, "meq/l": 0.5}, 1.12),
+                               {"mmol/l": 1.0, "mg/dl": 1 / 4.008, "meq/l": 0.5}, 1.12, ("calcium",)),
     "albumin": LabSpec("albumin", "albumin_lab", "g/dL", {"g/dl": 1.0, "g/l": 0.1}, None),
 }
 
@@ -434,12 +442,39 @@ def latest_lab(record: Record, lab: str, now: datetime, window_days: int,
     return None
 
 
+def _named_results(record: Record, spec: LabSpec) -> list[dict]:
+    """Observations (standalone or panel members) not coded in the lab's value set whose code's text or
+    display names the lab (a local code only, as an EHR sends "MAGNESIUM" under ``urn:oid:...``)."""
+    if not spec.words:
+        return []
+    vs = valueset(spec.valueset)
+    members = [m for m in _panel_members(record) if not vs.matches(m.get("code"))
+               and all(any(w in _words_of(t) for t in words_of(m.get("code"))) for w in spec.words)]
+    coded = {id(r) for r in record.coded("Observation", vs)}
+    return [r for r in record.named("Observation", *spec.words) if id(r) not in coded] + members
+
+
+def _words_of(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
 def _in_doubt(record: Record, spec: LabSpec, now: datetime, window_days: int) -> bool:
     """Whether a result of the lab may lie in the window although none could be read as one: its
-    status is missing, unknown or unreadable, or it is a result whose time cannot be read."""
+    status is missing, unknown or unreadable, it is a result whose time cannot be read, or it is a
+    result that names the lab only in words under a code the value set does not know (a local
+    code): it cannot be used as the lab's value, nor may the lab be called absent beside it."""
     def compute() -> bool:
         start = now - timedelta(days=window_days)
         lo = (start - timedelta(days=1)).date().isoformat()
+        for raw in _named_results(record, spec):
+            key = _time_key(raw)
+            if key and key[:10] < lo:
+                continue
+            if one(raw.get("status")) in _NOT_RESULT_STATUSES or ("valueQuantity" not in raw and not _has_value(raw)):
+                continue
+            when = first_time(raw, *_TIME_PATHS)
+            if when is None or start <= when <= now + FUTURE_TOLERANCE:
+                return True   # a result named as the lab, in the window or of unknown date
         for raw in _coded_results(record, valueset(spec.valueset)):
             key = _time_key(raw)
             if key and key[:10] < lo:
