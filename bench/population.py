@@ -16,12 +16,15 @@ Measured, each by running ``cdshooks simulate`` as a separate process tree:
    the **floor** is one process that only parses every NDJSON line of the same files
    (``json.loads``), so the ratio says what grouping and evaluating add to reading;
 3. **Spark** (``--spark``): the same Synthea-sized population with ``--engine spark --master
-   local[N]``, wall time including the JVM start, per core.
+   local[2]``, and the local runner on 2 processes, each at two sizes (``--synthea`` and
+   ``--scale`` times that): the fixed cost (the intercept: JVM and session start, worker set-up;
+   the session start alone as the runner reports it) and the **per-patient slope** of each, whose
+   ratio is the per-core comparison that does not depend on the population's size.
 
 Figures are printed (and written with ``--json``); sizes are small by default because the
 machine is shared: raise them with ``--small`` and ``--synthea``.
 
-    .venv/bin/python bench/population.py [--small 5000] [--synthea 400] [--spark] [--json out.json]
+    .venv/bin/python bench/population.py [--small 5000] [--synthea 400] [--spark [--scale 4]] [--json out.json]
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ def run(argv: list[str], label: str) -> dict:
         raise SystemExit(f"{label}: cdshooks exited {proc.returncode}")
     report = json.loads(out)
     result = {"label": label, "wallSeconds": round(wall, 2), "cpuSeconds": round(cpu, 2),
-              "peakMB": round(peak / 1e6, 1), "patients": report["patients"],
+              "peakMB": round(peak / 1e6, 1), "patients": report["patients"], "timing": report["timing"],
               "patientsPerSecond": round(report["patients"] / wall, 1),
               "patientsPerCpuSecond": round(report["patients"] / cpu, 1) if cpu else None}
     print(f"  {label}: {result['patients']} patients in {wall:.1f} s ({result['patientsPerSecond']}/s), "
@@ -176,6 +179,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=5000, help="small patients (memory: this and 10x)")
     parser.add_argument("--synthea", type=int, default=400, help="Synthea-sized patients (throughput)")
     parser.add_argument("--spark", action="store_true", help="also run the Spark runner in local mode")
+    parser.add_argument("--scale", type=int, default=4, help="Spark: the second size, as a multiple of --synthea")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
@@ -193,7 +197,11 @@ def main() -> None:
                     p.unlink()
             results["memory"] = mem + [{"ratio": round(mem[1]["peakMB"] / mem[0]["peakMB"], 2)}]
             print(f"  peak ratio {results['memory'][-1]['ratio']}x for 10x the patients")
-        if SYNTHEA.is_dir():
+        if args.synthea <= 0:
+            print("throughput: skipped (--synthea 0)")
+        elif not SYNTHEA.is_dir():
+            print(f"throughput: skipped ({SYNTHEA} not present)")
+        else:
             folder = root / "synthea"
             size = synthesize("synthea", args.synthea, folder)
             print(f"throughput: {args.synthea:,} Synthea-sized patients ({size / 1e6:.0f} MB of NDJSON)")
@@ -209,16 +217,44 @@ def main() -> None:
                   f"(2 processes); speed-up 1->2: {results['throughput']['speedup']}x; "
                   f"1 process / floor: {results['throughput']['ratioToFloor1']}x")
             if args.spark:
-                spark = run(["simulate", str(folder), "--now", NOW, "--engine", "spark", "--master", "local[2]"],
-                            "spark local[2]")
-                results["spark"] = {**spark, "perCore": round(spark["patientsPerSecond"] / 2, 1),
-                                    "localOverSpark": round(spark["wallSeconds"] / two["wallSeconds"], 2)}
-                print(f"  Spark per core: {results['spark']['perCore']}/s; Spark wall / local wall (2 cores): "
-                      f"{results['spark']['localOverSpark']}x")
-        else:
-            print(f"throughput: skipped ({SYNTHEA} not present)")
+                results["spark"] = spark_against_local(root, folder, args.synthea, args.scale, two)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _line(small: dict, large: dict) -> tuple[float, float]:
+    """(fixed seconds, seconds per patient) of the line through two runs' wall times."""
+    slope = (large["wallSeconds"] - small["wallSeconds"]) / (large["patients"] - small["patients"])
+    return small["wallSeconds"] - slope * small["patients"], slope
+
+
+def spark_against_local(root: Path, folder: Path, count: int, scale: int, local_small: dict) -> dict:
+    """Spark local[2] and the local runner (2 processes) at ``count`` and ``scale x count`` patients."""
+    big = root / "synthea-large"
+    size = synthesize("synthea", count * scale, big)
+    print(f"Spark against the local runner, both on 2 cores, {count:,} and {count * scale:,} patients "
+          f"({size / 1e6:.0f} MB)")
+    local_large = run(["simulate", str(big), "--now", NOW, "--jobs", "2"], "local, 2 processes")
+    spark = [run(["simulate", str(f), "--now", NOW, "--engine", "spark", "--master", "local[2]"], "spark local[2]")
+             for f in (folder, big)]
+    local_fixed, local_slope = _line(local_small, local_large)
+    spark_fixed, spark_slope = _line(*spark)
+    starts = [s["timing"].get("startSeconds", 0.0) for s in spark]
+    out = {"runs": spark, "localLarge": local_large,
+           "sessionStartSeconds": round(sum(starts) / len(starts), 2),
+           "sparkFixedSeconds": round(spark_fixed, 2), "sparkMsPerPatient": round(1000 * spark_slope, 2),
+           "localFixedSeconds": round(local_fixed, 2), "localMsPerPatient": round(1000 * local_slope, 2),
+           "slopeRatio": round(spark_slope / local_slope, 2) if local_slope > 0 else None,
+           "wallRatioSmall": round(spark[0]["wallSeconds"] / local_small["wallSeconds"], 2),
+           "wallRatioLarge": round(spark[1]["wallSeconds"] / local_large["wallSeconds"], 2)}
+    print(f"  Spark: fixed {out['sparkFixedSeconds']} s (session start {out['sessionStartSeconds']} s), "
+          f"{out['sparkMsPerPatient']} ms per patient; local: fixed {out['localFixedSeconds']} s, "
+          f"{out['localMsPerPatient']} ms per patient (wall, 2 cores each)")
+    print(f"  per-patient slope Spark / local: {out['slopeRatio']}x; whole wall time Spark / local: "
+          f"{out['wallRatioSmall']}x at {count:,}, {out['wallRatioLarge']}x at {count * scale:,} patients")
+    for p in big.glob("*"):
+        p.unlink()
+    return out
 
 
 if __name__ == "__main__":

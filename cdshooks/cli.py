@@ -219,10 +219,11 @@ def _cmd_simulate(error: type[Exception], args: argparse.Namespace) -> int:
             from .population.spark_runner import simulate_spark
 
             report, failed = simulate_spark(args.paths, args.hook, now, orders, out=args.out, master=args.master,
-                                            replay=args.replay)
+                                            replay=args.replay, partitions=args.partitions, fmt=args.format)
         else:
             report, failed = simulate(args.paths, args.hook, now, orders, warn, jobs=args.jobs or default_jobs(),
-                                      out=args.out, work=args.work, replay=args.replay, keep_work=args.keep_work)
+                                      out=args.out, work=args.work, replay=args.replay, keep_work=args.keep_work,
+                                      fmt=args.format)
     except InputError as exc:
         raise error(str(exc)) from None
     if args.json:
@@ -351,6 +352,9 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
                    help="order hooks: replay each historical MedicationRequest / ServiceRequest as a draft order "
                         "at its authoredOn, against the record as it stood then")
     p.add_argument("--out", metavar="DIR", help="write cards.ndjson, summary.json and report.html here")
+    p.add_argument("--format", choices=("ndjson", "parquet"), default="ndjson",
+                   help="the cards as NDJSON (default) or Parquet (pip install 'cdshooks[parquet]' for the local "
+                        "engine; Spark writes Parquet itself)")
     p.add_argument("--jobs", type=int, default=0, metavar="N", help="processes (default: every core)")
     p.add_argument("--work", metavar="DIR",
                    help="checkpoint folder: a stopped run started again with it resumes (default: DIR/work "
@@ -359,6 +363,8 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
     p.add_argument("--engine", choices=("local", "spark"), default="local",
                    help="local processes (default) or Apache Spark (pip install 'cdshooks[spark]')")
     p.add_argument("--master", metavar="URL", help="Spark master (default: local[*], or spark-submit's)")
+    p.add_argument("--partitions", type=int, default=0, metavar="N",
+                   help="Spark: partitions of the shuffle by patient (default: twice the default parallelism)")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(func=partial(_cmd_simulate, command_error))
 

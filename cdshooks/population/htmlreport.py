@@ -97,6 +97,13 @@ def html_report(report: dict, title: str = "Silent-mode run") -> str:
     problems = "".join(f"<li>{escape(e['message'])}: {e['patients']:,}</li>" for e in report["errors"])
     skipped = "".join(f"<li>{escape(s['reason'])}: {s['patients']:,} patients</li>" for s in report["skipped"])
     t = report["timing"]
+    r = report.get("reading") or {}
+    reading = (f"<h2>Input read</h2><table><tr><th>lines or resources read</th><th>kept</th>"
+               f"<th>of which without a patient (Medications)</th><th>dropped (types no rule reads)</th>"
+               f"<th>unreadable: not JSON</th><th>no resourceType</th><th>no patient reference</th></tr>"
+               f"<tr><td>{r['read']:,}</td><td>{r['kept']:,}</td><td>{r['shared']:,}</td><td>{r['dropped']:,}</td>"
+               f"<td>{r['notJson']:,}</td><td>{r['noResourceType']:,}</td><td>{r['noPatient']:,}</td></tr></table>"
+               if r else "")
     unit = "chart opens" if report["hook"] == "patient-view" else f"{escape(report['hook'])} calls"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -124,5 +131,6 @@ Run time {t.get('totalSeconds', 0):.1f} s.</p>
 shows on every open while the record stays as it is.</p>
 {f"<h2>Calls that failed</h2><ul>{problems}</ul>" if problems else ""}
 {f"<h2>Skipped</h2><ul>{skipped}</ul>" if skipped else ""}
+{reading}
 </body></html>
 """

@@ -65,6 +65,16 @@ def print_simulation(report: dict) -> None:
         print(f"error ({e['patients']} calls): {e['message']}")
     for s in report["skipped"]:
         print(f"skipped ({s['patients']} patients): {s['reason']}")
+    r = report.get("reading")
+    if r:
+        print(f"read {r['read']:,} lines/resources: {r['kept']:,} kept ({r['shared']:,} without a patient, such as "
+              f"Medications), {r['dropped']:,} dropped (types no rule reads), {r['unreadable']:,} unreadable "
+              f"({r['notJson']:,} not JSON, {r['noResourceType']:,} without resourceType, "
+              f"{r['noPatient']:,} without a patient reference)")
     t = report["timing"]
     per_patient = f"; per call p50 {t['p50Ms']:.1f} ms, p95 {t['p95Ms']:.1f} ms" if "p50Ms" in t else ""
-    print(f"time: {t['totalSeconds']:.2f} s total ({t['loadSeconds']:.2f} s reading and grouping){per_patient}")
+    if "loadSeconds" in t:
+        phase = f"{t['loadSeconds']:.2f} s reading and grouping"
+    else:
+        phase = f"{t.get('startSeconds', 0):.2f} s starting Spark"
+    print(f"time: {t['totalSeconds']:.2f} s total ({phase}){per_patient}")

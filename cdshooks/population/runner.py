@@ -11,7 +11,9 @@
 Memory does not grow with the population: no process holds more than one task's or one
 chunk's data. Progress goes to stderr from the first second, phase by phase. Given a work
 folder, a run that stops (Ctrl-C, a crash, a reboot) resumes when started again with the same
-arguments: a finished reading phase is not repeated and finished patients are not evaluated again.
+arguments: the read tasks (byte ranges, files) already in the shards are not read again, a task a
+killed process left half written is rolled back and read again, and finished patients are not
+evaluated again.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ from typing import Callable, TextIO
 
 from ..service.hook_request import InputError
 from .evaluation import Evaluator
-from .sources import ReadTask, input_files, read_tasks, task_resources
+from .sources import ReadTask, add_counts, input_files, new_counts, read_tasks, task_resources
 from .summary import counts_from_store, summarize
-from .workstore import RunStore, Shard, ShardReader, index_shards
+from .workstore import RunStore, Shard, ShardReader, finished_tasks, index_shards
 
 __all__ = ["RunOptions", "Progress", "run_local", "default_jobs"]
 
-_FORMAT = 1  # bump when the work folder's layout changes: an older checkpoint is then started afresh
+_FORMAT = 2  # bump when the work folder's layout changes: an older checkpoint is then started afresh
 
 
 def default_jobs() -> int:
@@ -58,6 +60,7 @@ class RunOptions:
     work_dir: str | None = None   # checkpoint folder; None: a temporary one, removed at the end
     keep_work: bool = False
     chunk: int = 0                # patients per evaluation chunk; 0: chosen from the population and jobs
+    read_chunk: int = 0           # bytes per NDJSON read task; 0: sources.CHUNK_BYTES
 
 
 class Progress:
@@ -117,12 +120,18 @@ def _init_reader(work: str, wanted: frozenset[str], now: datetime) -> None:
     _reader.update(work=Path(work), wanted=wanted, now=now, shard=None)
 
 
-def _read(task: ReadTask) -> tuple[int, int, list[tuple[str, str, bool]]]:
+def _task_key(task: ReadTask) -> str:
+    return json.dumps([task.files, task.start, task.end])
+
+
+def _read(task: ReadTask) -> tuple[int, int, list[tuple[str, str, bool]], dict[str, int]]:
     if _reader.get("shard") is None:
         _reader["shard"] = Shard(_reader["work"] / f"shard-{os.getpid()}.sqlite")
     problems: list[tuple[str, str, bool]] = []
-    kept = _reader["shard"].add(task_resources(task, _reader["wanted"], _reader["now"], problems))
-    return task.size, kept, problems
+    counts = new_counts()
+    resources = task_resources(task, _reader["wanted"], _reader["now"], problems, counts)
+    kept = _reader["shard"].add(resources, _task_key(task), counts, problems)
+    return task.size, kept, problems, counts
 
 
 def _close_reader() -> None:
@@ -145,8 +154,8 @@ def _evaluate(chunk: list[tuple[int, str]]) -> list[tuple[int, list[dict]]]:
 
 def _signature(options: RunOptions, files: list[tuple[Path, bool]]) -> str:
     parts = {"format": _FORMAT, "hook": options.hook, "now": options.now.isoformat(), "replay": options.replay,
-             "orders": options.orders, "env": sorted((k, v) for k, v in os.environ.items()
-                                                     if k.startswith("CDSHOOKS_RULES_")),
+             "readChunk": options.read_chunk, "orders": options.orders,
+             "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("CDSHOOKS_RULES_")),
              "files": [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -156,34 +165,48 @@ def _pool(jobs: int, initializer: Callable, args: tuple):
 
 
 def _read_phase(options: RunOptions, work: Path, tasks: list[ReadTask], wanted: frozenset[str],
-                progress: Progress, warn: Callable[[str], None]) -> None:
-    total = sum(t.size for t in tasks)
-    done_bytes = kept = 0
+                progress: Progress, warn: Callable[[str], None]) -> dict[str, int]:
+    """Read the tasks not finished yet into the shards; the reading counts of every task."""
+    finished = finished_tasks(sorted(work.glob("shard-*.sqlite")))
+    counts = new_counts()
     problems: list[tuple[str, str, bool]] = []
-    progress.say(f"reading {len(tasks)} part(s), {total / 1e6:.1f} MB, with {options.jobs} process(es)")
+    pending = []
+    for task in tasks:
+        done = finished.get(_task_key(task))
+        if done is None:
+            pending.append(task)
+        else:
+            add_counts(counts, done[0])
+            problems.extend(done[1])
+    total = sum(t.size for t in pending)
+    done_bytes = kept = 0
+    if len(pending) < len(tasks):
+        progress.say(f"resuming reading: {len(tasks) - len(pending)} of {len(tasks)} part(s) already read")
+    progress.say(f"reading {len(pending)} part(s), {total / 1e6:.1f} MB, with {options.jobs} process(es)")
 
-    def account(result: tuple[int, int, list]) -> None:
+    def account(result: tuple[int, int, list, dict]) -> None:
         nonlocal done_bytes, kept
         done_bytes += result[0]
         kept += result[1]
         problems.extend(result[2])
+        add_counts(counts, result[3])
         progress.tick(f"reading {done_bytes / 1e6:.1f}/{total / 1e6:.1f} MB, {kept:,} resources kept")
 
-    if options.jobs == 1:
+    if options.jobs == 1 or len(pending) <= 1:
         _init_reader(str(work), wanted, options.now)
         try:
-            for task in tasks:
+            for task in pending:
                 account(_read(task))
         finally:
             _close_reader()
     else:
         with _pool(options.jobs, _init_reader, (str(work), wanted, options.now)) as pool:
-            results = pool.imap_unordered(_read, tasks)
-            pending = len(tasks)
-            while pending:
+            results = pool.imap_unordered(_read, pending)
+            left = len(pending)
+            while left:
                 try:
                     account(results.next(timeout=0.5))
-                    pending -= 1
+                    left -= 1
                 except multiprocessing.TimeoutError:
                     progress.tick(f"reading {done_bytes / 1e6:.1f}/{total / 1e6:.1f} MB, {kept:,} resources kept")
             pool.close()
@@ -193,6 +216,7 @@ def _read_phase(options: RunOptions, work: Path, tasks: list[ReadTask], wanted: 
         if given:
             raise InputError(message)
         warn(f"skipped {message}")
+    return counts
 
 
 def _chunk_size(options: RunOptions, pending: int) -> int:
@@ -229,11 +253,11 @@ def run_local(options: RunOptions, warn: Callable[[str], None], stream: TextIO |
     store.set("signature", signature)
     try:
         if store.get("phase") not in ("grouped", "evaluated"):
-            for p in work.glob("shard-*.sqlite"):
-                p.unlink()
             store.db.execute("DELETE FROM units")
             store.db.commit()
-            _read_phase(options, work, read_tasks(files), evaluator.wanted, progress, warn)
+            tasks = read_tasks(files, options.read_chunk) if options.read_chunk else read_tasks(files)
+            reading = _read_phase(options, work, tasks, evaluator.wanted, progress, warn)
+            store.set("reading", json.dumps(reading))
             shards = sorted(work.glob("shard-*.sqlite"))
             progress.say(f"grouping by patient ({len(shards)} shard(s))")
             index_shards(shards, options.jobs)
@@ -276,7 +300,8 @@ def run_local(options: RunOptions, warn: Callable[[str], None], stream: TextIO |
         store.set("phase", "evaluated")
         timing = {"totalSeconds": round(progress.elapsed(), 3), "loadSeconds": round(loaded, 3),
                   "jobs": options.jobs}
-        report = summarize(counts_from_store(store.db), options.hook, options.now, rule_ids, timing)
+        reading = json.loads(store.get("reading") or "{}")
+        report = summarize(counts_from_store(store.db), options.hook, options.now, rule_ids, timing, reading)
     except BaseException:
         store.close()
         if temporary:

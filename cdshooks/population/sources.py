@@ -25,12 +25,22 @@ from typing import Any, Iterator
 from ..fhir.bundles import has_relative_dates, load_resources, patient_of, resolve_dates
 from ..service.hook_request import InputError
 
-__all__ = ["input_files", "read_tasks", "ReadTask", "Resource", "task_resources"]
+__all__ = ["input_files", "read_tasks", "ReadTask", "Resource", "task_resources", "classify", "new_counts",
+           "add_counts", "SHARED_TYPES", "READ_COUNTS"]
 
 CHUNK_BYTES = 32 * 1024 * 1024
 _SMALL_JSON_BATCH = 8 * 1024 * 1024
 _HEAD = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _MARKERS = ('"$now', '"$today')
+
+# Types that belong to no patient: kept on their own and given to the patients whose resources reference them.
+SHARED_TYPES = frozenset({"Medication"})
+
+# What reading counts (``summary.json``'s ``reading``): NDJSON lines and the resources of JSON files read;
+# kept (``shared`` of them: Medications, which belong to no patient); dropped (types no rule reads);
+# unreadable: not JSON, no resourceType, or no patient reference (a resource of a patient's type that names
+# no patient, or a Patient without id: it cannot be given to anyone).
+READ_COUNTS = ("read", "kept", "shared", "dropped", "notJson", "noResourceType", "noPatient")
 
 
 def _is_data(path: Path) -> bool:
@@ -117,6 +127,37 @@ def _lines(path: str, start: int, end: int) -> Iterator[bytes]:
             yield line
 
 
+def new_counts() -> dict[str, int]:
+    return dict.fromkeys(READ_COUNTS, 0)
+
+
+def add_counts(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + value
+    return total
+
+
+def classify(res: Any, wanted: frozenset[str], text: str | None, now: datetime) -> tuple[Resource | None, str]:
+    """A parsed item: ``(Resource, "kept" | "shared")`` or ``(None, why)`` with why one of ``READ_COUNTS``.
+
+    Raises ValueError for a malformed relative date.
+    """
+    if not isinstance(res, dict):
+        return None, "noResourceType"
+    rtype = res.get("resourceType")
+    if not isinstance(rtype, str) or not rtype:
+        return None, "noResourceType"
+    if rtype not in wanted:
+        return None, "dropped"
+    kept = _kept(res, wanted, text, now)
+    assert kept is not None
+    if kept.patient is not None:
+        return kept, "kept"
+    if rtype in SHARED_TYPES and kept.rid is not None:
+        return kept, "shared"
+    return None, "noPatient"
+
+
 def _kept(res: Any, wanted: frozenset[str], text: str | None, now: datetime) -> Resource | None:
     if not isinstance(res, dict):
         return None
@@ -135,8 +176,10 @@ def _kept(res: Any, wanted: frozenset[str], text: str | None, now: datetime) -> 
 
 
 def task_resources(task: ReadTask, wanted: frozenset[str], now: datetime,
-                   problems: list[tuple[str, str, bool]]) -> Iterator[Resource]:
-    """The kept resources of a task; unreadable input is appended to ``problems`` as (file, message, given)."""
+                   problems: list[tuple[str, str, bool]], counts: dict[str, int] | None = None) -> Iterator[Resource]:
+    """The kept resources of a task; unreadable input is appended to ``problems`` as (file, message, given)
+    and counted in ``counts`` (see ``READ_COUNTS``)."""
+    counts = counts if counts is not None else new_counts()
     if len(task.files) == 1 and (task.files[0].endswith(".ndjson") or task.files[0].endswith(".ndjson.gz")):
         path, given = task.files[0], task.given[0]
         bad = 0
@@ -144,15 +187,19 @@ def task_resources(task: ReadTask, wanted: frozenset[str], now: datetime,
             for line in _lines(path, task.start, task.end):
                 if not line.strip():
                     continue
+                counts["read"] += 1
                 head = _HEAD.match(line)
                 if head is not None and head.group(1).decode() not in wanted:
+                    counts["dropped"] += 1
                     continue
                 try:
                     res = json.loads(line)
-                    kept = _kept(res, wanted, line.decode("utf-8", "replace").strip(), now)
+                    kept, why = classify(res, wanted, line.decode("utf-8", "replace").strip(), now)
                 except ValueError:  # not JSON, or a malformed relative date
                     bad += 1
+                    counts["notJson"] += 1
                     continue
+                counts[why] += 1
                 if kept is not None:
                     yield kept
         except (OSError, EOFError) as exc:
@@ -168,16 +215,23 @@ def task_resources(task: ReadTask, wanted: frozenset[str], now: datetime,
             problems.append((path, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}", given))
             continue
         except ValueError as exc:
+            counts["read"] += 1
+            counts["notJson"] += 1
             problems.append((path, f"{path} is not JSON ({exc})", given))
             continue
         if not items:
+            counts["read"] += 1
+            counts["noResourceType"] += 1
             problems.append((path, f"{path} is not FHIR: expected a Bundle or resources with a resourceType", given))
             continue
         for res in items:
+            counts["read"] += 1
             try:
-                kept = _kept(res, wanted, None, now)
+                kept, why = classify(res, wanted, None, now)
             except ValueError as exc:  # a malformed relative date
+                counts["notJson"] += 1
                 problems.append((path, f"{path}: {exc}", given))
                 break
+            counts[why] += 1
             if kept is not None:
                 yield kept

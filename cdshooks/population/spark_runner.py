@@ -1,16 +1,32 @@
 """The Spark population runner: ``cdshooks simulate --engine spark [--master URL]``.
 
-Spark reads the input (local, HDFS or object-store paths, as Spark reads them; ``.gz`` is
-decompressed by Spark), groups the resources by patient (``groupByKey``) and evaluates each
-patient in the Python workers with the same ``evaluation.Evaluator`` as the local runner, so both
-runners, and the service, give the same cards. Then it writes:
+One pass over the input, one shuffle, one Spark job:
 
-* ``<out>/cards/``: Spark's part files of ``cards.ndjson`` rows (one per card);
-* ``<out>/summary.json`` and ``<out>/report.html`` (written by the driver; ``out`` is a local folder
-  unless it has a scheme such as ``hdfs://``, then the summary is written there by Spark as ``summary/``).
+1. **reading**: Spark reads the NDJSON as text lines (local, HDFS or object-store paths, as Spark
+   reads them; ``.gz`` decompressed by Spark; a large plain file split into several input
+   partitions) and the JSON files (Bundles) whole. In the Python workers each line is classified as
+   the local runner does (``sources.classify``): a line of a type no rule reads is skipped unparsed,
+   the others parsed once and keyed by patient. Medications (which belong to no patient) are sent
+   in the same pass to every shuffle partition under a key that sorts first there. What was read,
+   kept, dropped and unreadable is counted in an accumulator.
+2. **grouping**: ``repartitionAndSortWithinPartitions``: hash-partitioned by patient, sorted within
+   each partition (spilling to disk as Spark's external sorter does), so a partition is a stream of
+   its Medications, then each patient's resources one after the other;
+3. **evaluating** (``mapPartitions``): each Python worker builds the ``evaluation.Evaluator`` once
+   (cached at module level; Spark reuses the workers) and evaluates one patient at a time, as the
+   local runner does, so both runners, and the service, give the same cards. The counts go to an
+   accumulator; the card rows are the job's output.
 
-Resources that belong to no patient (Medications a Bulk export lists on their own) are
-collected by the driver and broadcast to the workers: they are few (one per product).
+It writes, when given ``--out DIR`` (a local folder, or any path Spark writes to):
+
+* ``DIR/cards/``: Spark's part files of ``cards.ndjson`` rows (one per card), or a Parquet dataset
+  with the same columns (``--format parquet``);
+* ``DIR/summary.json`` and ``DIR/report.html``: written by the driver after the job, with Python for
+  a local folder, through Hadoop's ``FileSystem`` (as Spark writes) for a path with a scheme
+  (``hdfs://``, ``s3a://``, ``file://``).
+
+Accumulators updated in a stage that Spark re-runs (a lost executor) can count that task twice: the
+reading counts and the report are then approximate, the cards are not.
 
 The workers need this package installed (``pip install 'cdshooks[spark]'`` on every node, or
 ``--py-files`` with a wheel). Run it with ``cdshooks simulate --engine spark --master spark://host:7077``
@@ -32,13 +48,16 @@ from urllib.parse import urlparse
 from ..service.hook_request import InputError
 from .evaluation import Evaluator
 from .htmlreport import html_report
-from .sources import Resource, _kept, input_files
+from .sources import Resource, classify, input_files, new_counts
 from .summary import Counts, summarize
 
 __all__ = ["simulate_spark", "java_problem"]
 
-_REFERENCE_FIELD = '"reference"'
+_REFERENCE = re.compile(r'"reference"\s*:\s*"([A-Za-z]+/[^"/]+)"')
 _HEAD = re.compile(r'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+# Shuffle keys: a shared resource's copy for partition i sorts first in it, then the patients in order.
+_SHARED_KEY = "\x00"
+_PATIENT_KEY = "\x01"
 
 
 def java_problem() -> str | None:
@@ -57,7 +76,7 @@ def java_problem() -> str | None:
 
 def _is_remote(path: str) -> bool:
     scheme = urlparse(path).scheme
-    return len(scheme) > 1 and scheme != "file"
+    return len(scheme) > 1
 
 
 def _split_inputs(paths: list[str]) -> tuple[list[str], list[str]]:
@@ -74,60 +93,131 @@ def _split_inputs(paths: list[str]) -> tuple[list[str], list[str]]:
     return lines, whole
 
 
+class _DictSum:
+    """Accumulator of nested count dicts (merged with ``_merge``); a class at module level, so the
+    workers unpickle it by reference."""
+
+    def zero(self, value: dict) -> dict:
+        return {}
+
+    def addInPlace(self, a: dict, b: dict) -> dict:  # noqa: N802 - Spark's AccumulatorParam interface
+        if not a:
+            return b
+        if not b:
+            return a
+        return _merge(a, b)
+
+
 # -- worker side (module functions: Spark pickles them by reference) -----------------------------
 
 _state: dict = {}
 
 
-def _evaluator(hook: str, now: datetime, orders, replay: bool) -> Evaluator:
-    key = (hook, now, json.dumps(orders), replay)
+def _evaluator(hook: str, now: datetime, orders, replay: bool, factory=None) -> Evaluator:
+    """One evaluator per Python worker process (Spark reuses the workers between tasks)."""
+    key = (hook, now, json.dumps(orders), replay, factory)
     if _state.get("key") != key:
-        _state.update(key=key, evaluator=Evaluator(hook, now, orders=orders, replay=replay))
+        make = factory or Evaluator
+        _state.update(key=key, evaluator=make(hook, now, orders=orders, replay=replay))
     return _state["evaluator"]
 
 
-def _line_resources(line: str, wanted: frozenset[str], now: datetime) -> list[tuple[str | None, str, str | None]]:
-    """``(patient, text, shared key)`` of a kept NDJSON line; a line that is not JSON is dropped."""
-    if not line.strip():
-        return []
-    head = _HEAD.match(line)
-    if head is not None and head.group(1) not in wanted:
-        return []  # a type no rule reads: not parsed
-    try:
-        kept = _kept(json.loads(line), wanted, line.strip(), now)
-    except ValueError:
-        return []
-    return _rows([kept] if kept else [])
+def _keyed(kept: Resource, why: str, partitions: int) -> list[tuple[str, str]]:
+    if why == "shared":  # a Medication: one copy to every partition, where it sorts first
+        ref = f"{kept.rtype}/{kept.rid}"
+        return [(f"{_SHARED_KEY}{i:08d}|{ref}", kept.text) for i in range(partitions)]
+    return [(_PATIENT_KEY + (kept.patient or ""), kept.text)]
 
 
-def _file_resources(item: tuple[str, str], wanted: frozenset[str], now: datetime) -> list:
-    """The kept resources of a whole JSON file (a Bundle or a resource); a file that is not JSON is dropped."""
+def _read_lines(lines, wanted: frozenset[str], now: datetime, partitions: int, acc):
+    """An input partition of NDJSON lines: the kept resources keyed for the shuffle; counts to ``acc``."""
+    counts = new_counts()
+    for line in lines:
+        if not line.strip():
+            continue
+        counts["read"] += 1
+        head = _HEAD.match(line)
+        if head is not None and head.group(1) not in wanted:
+            counts["dropped"] += 1  # a type no rule reads: not parsed
+            continue
+        try:
+            kept, why = classify(json.loads(line), wanted, line.strip(), now)
+        except ValueError:  # not JSON, or a malformed relative date
+            counts["notJson"] += 1
+            continue
+        counts[why] += 1
+        if kept is not None:
+            yield from _keyed(kept, why, partitions)
+    acc.add({"reading": counts})
+
+
+def _read_files(items, wanted: frozenset[str], now: datetime, partitions: int, acc):
+    """Whole JSON files (a Bundle or a resource each), as ``_read_lines``."""
     from ..fhir.bundles import bundle_resources
 
-    try:
-        kept = [_kept(r, wanted, None, now) for r in bundle_resources(json.loads(item[1]))]
-    except ValueError:
-        return []
-    return _rows([k for k in kept if k is not None])
+    counts = new_counts()
+    for _, text in items:
+        try:
+            resources = bundle_resources(json.loads(text))
+        except ValueError:
+            counts["read"] += 1
+            counts["notJson"] += 1
+            continue
+        if not resources:
+            counts["read"] += 1
+            counts["noResourceType"] += 1
+        for res in resources:
+            counts["read"] += 1
+            try:
+                kept, why = classify(res, wanted, None, now)
+            except ValueError:
+                counts["notJson"] += 1
+                continue
+            counts[why] += 1
+            if kept is not None:
+                yield from _keyed(kept, why, partitions)
+    acc.add({"reading": counts})
 
 
-def _rows(kept: list[Resource]) -> list[tuple[str | None, str, str | None]]:
-    return [(r.patient, r.text, None if r.patient is not None or r.rid is None else f"{r.rtype}/{r.rid}")
-            for r in kept]
+def _partition_of(partitions: int):
+    from pyspark.rdd import portable_hash
+
+    def part(key: str) -> int:
+        if key.startswith(_SHARED_KEY):
+            return int(key[1:9])
+        return portable_hash(key) % partitions
+
+    return part
 
 
-def _evaluate_patient(group, hook, now, orders, replay, shared_bc) -> list[dict]:
-    pid, texts = group
-    texts = list(texts)
-    resources = [json.loads(t) for t in texts]
-    if not any(r.get("resourceType") == "Patient" for r in resources):
-        return []  # resources of a patient the data does not hold
-    shared = shared_bc.value
-    if shared:
-        refs = {k for t in texts if _REFERENCE_FIELD in t
-                for k in re.findall(r'"reference"\s*:\s*"([A-Za-z]+/[^"/]+)"', t)}
-        resources += [json.loads(shared[k]) for k in sorted(refs) if k in shared]
-    return _evaluator(hook, now, orders, replay).patient(pid, resources)
+def _evaluate_partition(rows, hook, now, orders, replay, factory, out_cards: bool, acc):
+    """A shuffled partition, sorted by key: its Medications first, then each patient's resources together.
+    Yields the card rows (when written); the counts go to ``acc``."""
+    from itertools import groupby
+
+    shared: dict[str, str] = {}
+    total: dict = {}
+    evaluator = None
+    for key, group in groupby(rows, key=lambda kv: kv[0]):
+        if key.startswith(_SHARED_KEY):
+            for _, text in group:
+                shared[key.partition("|")[2]] = text
+            continue
+        texts = [text for _, text in group]
+        resources = [json.loads(t) for t in texts]
+        if not any(r.get("resourceType") == "Patient" for r in resources):
+            continue  # resources of a patient the data does not hold
+        if shared:
+            refs = {k for t in texts for k in _REFERENCE.findall(t)}
+            resources += [json.loads(shared[k]) for k in sorted(refs) if k in shared]
+        evaluator = evaluator or _evaluator(hook, now, orders, replay, factory)
+        results = evaluator.patient(key[1:], resources)
+        part = _partial_counts(results)
+        total = _merge(total, part) if total else part
+        if out_cards:
+            yield from _card_rows(results)
+    if total:
+        acc.add({"results": total})
 
 
 def _partial_counts(results: list[dict]) -> dict:
@@ -168,15 +258,15 @@ def _partial_counts(results: list[dict]) -> dict:
 
 
 def _merge(a: dict, b: dict) -> dict:
-    out = {}
-    for key, value in a.items():
-        if isinstance(value, dict):
-            merged = dict(value)
-            for k, v in b[key].items():
-                merged[k] = merged.get(k, 0) + v
-            out[key] = merged
+    """Nested count dicts added key by key."""
+    out = dict(a)
+    for key, value in b.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = _merge(out[key], value)
         else:
-            out[key] = value + b[key]
+            out[key] = out[key] + value
     return out
 
 
@@ -199,7 +289,8 @@ def _session(master: str | None):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("cdshooks-simulate").config("spark.ui.showConsoleProgress", "false")
+    builder = SparkSession.builder.appName("cdshooks-simulate").config("spark.ui.showConsoleProgress", "false") \
+        .config("spark.python.worker.reuse", "true")
     if master is None and SparkConf().contains("spark.master"):  # under spark-submit: its settings stand
         return builder.getOrCreate()
     master = master or "local[*]"
@@ -214,8 +305,13 @@ def _session(master: str | None):
 
 def simulate_spark(paths: list[str], hook: str, now: datetime, orders: list[dict] | None, *,
                    out: str | None = None, master: str | None = None, replay: bool = False,
-                   partitions: int = 0) -> tuple[dict, bool]:
-    """Evaluate every patient of ``paths`` on Spark; the report and whether any call failed or rule raised."""
+                   partitions: int = 0, fmt: str = "ndjson", factory=None) -> tuple[dict, bool]:
+    """Evaluate every patient of ``paths`` on Spark; the report and whether any call failed or rule raised.
+
+    ``partitions``: of the shuffle by patient (default: twice the cluster's default parallelism);
+    ``fmt``: ``ndjson`` or ``parquet`` for the cards; ``factory``: what builds the evaluator in the
+    workers (default ``Evaluator``; it is pickled to them).
+    """
     problem = java_problem()
     if problem:
         raise InputError(problem)
@@ -226,60 +322,99 @@ def simulate_spark(paths: list[str], hook: str, now: datetime, orders: list[dict
     probe = Evaluator(hook, now, orders=orders, replay=replay)
     wanted, rule_ids = probe.wanted, probe.rule_ids
     try:
-        spark = _session(master)
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        spark = active or _session(master)
     except Exception as exc:  # the JVM did not start, or the master is unreachable
         raise InputError(f"Spark did not start: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     sc = spark.sparkContext
     sc.setLogLevel("ERROR")
+    session_seconds = time.monotonic() - started
+    written: list[str] = []
+    report: dict = {}
     try:
+        acc = sc.accumulator({}, _DictSum())
+        n = partitions or max(2, 2 * sc.defaultParallelism)
         parts = []
         if lines_in:
-            parts.append(sc.textFile(",".join(lines_in)).flatMap(lambda line: _line_resources(line, wanted, now)))
+            parts.append(sc.textFile(",".join(lines_in), minPartitions=n).mapPartitions(
+                lambda it: _read_lines(it, wanted, now, n, acc)))
         if whole_in:
-            parts.append(sc.wholeTextFiles(",".join(whole_in)).flatMap(
-                lambda item: _file_resources(item, wanted, now)))
+            parts.append(sc.wholeTextFiles(",".join(whole_in)).mapPartitions(
+                lambda it: _read_files(it, wanted, now, n, acc)))
         rows = parts[0] if len(parts) == 1 else sc.union(parts)
-        rows = rows.cache()
-        shared = dict(rows.filter(lambda r: r[2] is not None).map(lambda r: (r[2], r[1])).collect())
-        shared_bc = sc.broadcast(shared)
-        grouped = rows.filter(lambda r: r[0] is not None).map(lambda r: (r[0], r[1]))
-        grouped = grouped.groupByKey(partitions or None)
-        results = grouped.map(lambda g: _evaluate_patient(g, hook, now, orders, replay, shared_bc)) \
-            .filter(bool).cache()
-        loaded = time.monotonic() - started
-        try:
-            merged = results.map(_partial_counts).treeReduce(_merge)
-        except ValueError:  # an empty population: nothing to reduce
-            merged = None
-        if not merged or not merged["patients"]:
+        # one pass over the input: a shuffle by patient, each partition sorted (its Medications first)
+        grouped = rows.repartitionAndSortWithinPartitions(n, _partition_of(n))
+        write = out is not None
+        cards = grouped.mapPartitions(
+            lambda it: _evaluate_partition(it, hook, now, orders, replay, factory, write, acc))
+        if out is None:
+            cards.foreach(lambda _: None)
+        elif fmt == "parquet":
+            from .cardtable import SPARK_SCHEMA
+
+            spark.read.schema(SPARK_SCHEMA).json(cards).write.parquet(_join(out, "cards"))
+        else:
+            cards.saveAsTextFile(_join(out, "cards"))
+        merged = acc.value
+        if not merged.get("results", {}).get("patients"):
             raise InputError("no Patient found in " + ", ".join(paths))
+        report = _report(merged, hook, now, rule_ids, master,
+                         {"totalSeconds": round(time.monotonic() - started, 3),
+                          "startSeconds": round(session_seconds, 3)})
         if out is not None:
-            results.flatMap(_card_rows).saveAsTextFile(_join(out, "cards"))
+            written = _write_summary(spark, out, report)
     except InputError:
         raise
     except Exception as exc:  # a job failed (a lost executor, an unreadable path, the output already there)
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise InputError(f"the Spark job failed: {type(exc).__name__}: {first}") from None
     finally:
-        spark.stop()
-    quantiles = _quantiles(merged["ms"])
-    counts = Counts(patients=merged["patients"], calls=merged["calls"], answered=merged["answered"],
-                    skipped=merged["skipped"], errors=merged["errors"], rule_cards=merged["rule_cards"],
-                    rule_calls=merged["rule_calls"], rule_patients=merged["rule_patients"],
-                    rule_failed=merged["rule_failed"], indicators=merged["indicators"],
-                    cards_per_call={int(k): v for k, v in merged["cards_per_call"].items()},
-                    cards_per_patient={int(k): v for k, v in merged["cards_per_patient"].items()},
-                    carded_calls=merged["carded_calls"], p50_ms=quantiles[0], p95_ms=quantiles[1])
-    timing = {"totalSeconds": round(time.monotonic() - started, 3), "loadSeconds": round(loaded, 3),
-              "engine": "spark", "master": master or "local[*]"}
-    report = summarize(counts, hook, now, rule_ids, timing)
-    if out is not None and not _is_remote(out):
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "summary.json").write_text(json.dumps(report, indent=2) + "\n", "utf-8")
-        (folder / "report.html").write_text(html_report(report), "utf-8")
+        if active is None:  # a session the caller started stays theirs
+            spark.stop()
+    if written:
+        report = {**report, "written": written}
     failed = bool(report["errors"]) or any(r["failed"] for r in report["rules"])
     return report, failed
+
+
+def _report(merged: dict, hook: str, now: datetime, rule_ids: list[str], master: str | None, timing: dict) -> dict:
+    res = merged["results"]
+    quantiles = _quantiles(res.get("ms", {}))
+    counts = Counts(patients=res["patients"], calls=res["calls"], answered=res["answered"],
+                    skipped=res["skipped"], errors=res["errors"], rule_cards=res["rule_cards"],
+                    rule_calls=res["rule_calls"], rule_patients=res["rule_patients"],
+                    rule_failed=res["rule_failed"], indicators=res["indicators"],
+                    cards_per_call={int(k): v for k, v in res["cards_per_call"].items()},
+                    cards_per_patient={int(k): v for k, v in res["cards_per_patient"].items()},
+                    carded_calls=res["carded_calls"], p50_ms=quantiles[0], p95_ms=quantiles[1])
+    timing = {**timing, "engine": "spark", "master": master or "local[*]"}
+    return summarize(counts, hook, now, rule_ids, timing, merged.get("reading", {}))
+
+
+def _write_summary(spark, out: str, report: dict) -> list[str]:
+    """``summary.json`` and ``report.html`` into ``out``: a local folder by Python, a path with a scheme
+    (``hdfs://``, ``s3a://``, ``file://``) through Hadoop's FileSystem, as Spark writes there."""
+    files = {"summary.json": json.dumps(report, indent=2) + "\n", "report.html": html_report(report)}
+    if not _is_remote(out):
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text, "utf-8")
+        return [str(folder / name) for name in files]
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    written = []
+    for name, text in files.items():
+        path = jvm.org.apache.hadoop.fs.Path(_join(out, name))
+        stream = path.getFileSystem(conf).create(path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+        written.append(_join(out, name))
+    return written
 
 
 def _join(base: str, name: str) -> str:

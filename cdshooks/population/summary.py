@@ -57,10 +57,12 @@ class Counts:
     p95_ms: float | None = None
 
 
-def summarize(counts: Counts, hook: str, now: datetime, rule_ids: list[str], timing: dict) -> dict:
+def summarize(counts: Counts, hook: str, now: datetime, rule_ids: list[str], timing: dict,
+              reading: dict[str, int] | None = None) -> dict:
+    """The report; ``reading`` is what the reading phase counted (``sources.READ_COUNTS``)."""
     rows = []
     total_cards = sum(counts.rule_cards.values())
-    for rid in sorted(set(rule_ids) | set(counts.rule_cards)):
+    for rid in sorted(set(rule_ids) | set(counts.rule_cards) | set(counts.rule_failed)):
         failed = counts.rule_failed.get(rid, 0)
         evaluated = counts.answered - failed
         carded, cards = counts.rule_calls.get(rid, 0), counts.rule_cards.get(rid, 0)
@@ -89,8 +91,15 @@ def summarize(counts: Counts, hook: str, now: datetime, rule_ids: list[str], tim
         "cardsPerPatient": {str(k): v for k, v in sorted(counts.cards_per_patient.items())},
         "errors": [{"message": m, "patients": n} for m, n in sorted(counts.errors.items())],
         "skipped": [{"reason": m, "patients": n} for m, n in sorted(counts.skipped.items())],
+        "reading": _reading(reading or {}),
         "timing": t,
     }
+
+
+def _reading(c: dict[str, int]) -> dict:
+    unreadable = {k: c.get(k, 0) for k in ("notJson", "noResourceType", "noPatient")}
+    return {"read": c.get("read", 0), "kept": c.get("kept", 0) + c.get("shared", 0), "shared": c.get("shared", 0),
+            "dropped": c.get("dropped", 0), "unreadable": sum(unreadable.values()), **unreadable}
 
 
 def _percentile(db: sqlite3.Connection, q: float, n: int) -> float | None:

@@ -3,7 +3,10 @@
 Memory never holds the population: each reading process appends the resources it reads to its
 own shard (``shard-<n>.sqlite``: ``res(pid, body)``, ``shared(key, body)`` for resources that
 belong to no patient, such as Medications, and ``patients(pid)``); then every shard is indexed
-by patient, and one patient's resources are read back from all shards by that index.
+by patient, and one patient's resources are read back from all shards by that index. Each read task
+(a byte range of a file, or some whole files) is one transaction, with the task's key, counts and
+problems in ``tasks``: an interrupted reading phase resumes with the tasks not recorded there, and a
+task a killed process left half written is rolled back by SQLite's journal when the shard is next opened.
 
 ``run.sqlite`` is the checkpoint: ``meta`` (what the run is: inputs, hook, instant; its phase),
 ``units`` (the patients, each marked done once its results are stored), and the results:
@@ -22,9 +25,11 @@ from typing import Iterable, Iterator
 
 from .sources import Resource
 
-__all__ = ["Shard", "ShardReader", "RunStore", "index_shards"]
+__all__ = ["Shard", "ShardReader", "RunStore", "index_shards", "finished_tasks"]
 
-_PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-4000",
+# A rollback journal (not fsynced): a process killed mid-write leaves a journal that SQLite plays back when
+# the shard is next opened, so a partly written read task disappears and the shard stays readable.
+_PRAGMAS = ("PRAGMA journal_mode=DELETE", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-4000",
             "PRAGMA temp_store=FILE")
 _REFERENCE = re.compile(r'"reference"\s*:\s*"([A-Za-z]+/[^"/]+)"')
 
@@ -40,9 +45,13 @@ class Shard:
             CREATE TABLE IF NOT EXISTS res (pid TEXT NOT NULL, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS shared (key TEXT PRIMARY KEY, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS patients (pid TEXT PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS tasks (key TEXT PRIMARY KEY, counts TEXT NOT NULL, problems TEXT NOT NULL);
         """)
 
-    def add(self, resources: Iterable[Resource]) -> int:
+    def add(self, resources: Iterable[Resource], task: str | None = None, counts: dict | None = None,
+            problems: list | None = None) -> int:
+        """Append the resources; with ``task``, record it finished (its counts and problems) in the same
+        transaction, so a read task is in a shard whole or not at all."""
         n = 0
         res_rows: list[tuple[str, str]] = []
         cur = self.db.cursor()
@@ -58,11 +67,29 @@ class Shard:
             elif r.rid is not None:
                 cur.execute("INSERT OR IGNORE INTO shared VALUES (?, ?)", (f"{r.rtype}/{r.rid}", r.text))
         cur.executemany("INSERT INTO res VALUES (?, ?)", res_rows)
+        if task is not None:
+            cur.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?)",
+                        (task, json.dumps(counts or {}), json.dumps(problems or [])))
         self.db.commit()
         return n
 
     def close(self) -> None:
         self.db.close()
+
+
+def finished_tasks(paths: list[Path]) -> dict[str, tuple[dict, list]]:
+    """The read tasks recorded finished in the shards: key -> (counts, problems). Opening a shard a killed
+    process left mid-write rolls its unfinished task back."""
+    out: dict[str, tuple[dict, list]] = {}
+    for path in paths:
+        db = sqlite3.connect(path)
+        try:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tasks'").fetchone():
+                for key, counts, problems in db.execute("SELECT key, counts, problems FROM tasks"):
+                    out[key] = (json.loads(counts), [tuple(p) for p in json.loads(problems)])
+        finally:
+            db.close()
+    return out
 
 
 def _index(path: Path) -> None:

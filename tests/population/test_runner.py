@@ -254,3 +254,105 @@ def test_bad_given_file_is_an_input_error(tmp_path, jobs):
     bad.write_text("{not json", "utf-8")
     with pytest.raises(InputError, match="is not JSON"):
         _run([bad], tmp_path, jobs=jobs)
+
+
+# -- what reading counted; Parquet; a reading phase killed and resumed ----------------------------
+
+def test_reading_counts_in_the_summary_the_printout_and_the_report(tmp_path, capsys):
+    from cdshooks.cli import main
+
+    bulk = tmp_path / "bulk"
+    _as_ndjson(bulk, [{"resourceType": "Patient", "id": "p1"},
+                      {"resourceType": "Medication", "id": "m1", "code": {"text": "Baclofen"}}])
+    (bulk / "Odd.000.ndjson").write_text(
+        'not json\n{"id": "no-type"}\n{"resourceType": "Condition", "id": "c0"}\n'
+        '{"resourceType": "Claim", "id": "c1", "patient": {"reference": "Patient/p1"}}\n\n', "utf-8")
+    code = main(["simulate", str(bulk), "--now", NOW.isoformat(), "--out", str(tmp_path / "out"), "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    reading = json.loads((tmp_path / "out" / "summary.json").read_text())["reading"]
+    assert reading == {"read": 6, "kept": 2, "shared": 1, "dropped": 1, "unreadable": 3, "notJson": 1,
+                       "noResourceType": 1, "noPatient": 1}
+    assert ("read 6 lines/resources: 2 kept (1 without a patient, such as Medications), 1 dropped (types no rule "
+            "reads), 3 unreadable (1 not JSON, 1 without resourceType, 1 without a patient reference)") in out
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Input read</h2>" in html and "<td>6</td><td>2</td><td>1</td><td>1</td><td>1</td><td>1</td>" in html
+
+
+def test_parquet_cards_hold_the_rows_of_cards_ndjson(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    _run([FIXTURES_DIR], tmp_path / "nd")
+    _run([FIXTURES_DIR], tmp_path / "pq", fmt="parquet")
+    assert not (tmp_path / "pq" / "out" / "cards.ndjson").exists()
+    rows = pq.read_table(tmp_path / "pq" / "out" / "cards.parquet").to_pylist()
+    expected = [json.loads(line) for line in (tmp_path / "nd" / "out" / "cards.ndjson").read_text().splitlines()]
+    assert len(rows) == len(expected) > 0
+    for row, want in zip(rows, expected):
+        assert row["order"] is None and {k: v for k, v in row.items() if k != "order"} == {
+            **{k: want[k] for k in ("patient", "at", "rule", "indicator", "summary")},
+            "suggestedOrders": [{"label": o.get("label"), "action": o.get("action"),
+                                 "resourceType": o.get("resourceType"),
+                                 "codings": [{"system": c.get("system"), "code": c.get("code"),
+                                              "display": c.get("display")} for c in o.get("codings", [])]
+                                 if "codings" in o else None,
+                                 "text": o.get("text"), "resourceId": o.get("resourceId")}
+                                for o in want["suggestedOrders"]]}
+
+
+def _big_population(folder: Path, copies: int) -> None:
+    """The fixture patients ``copies`` times over with new ids, as Bulk NDJSON."""
+    templates = _fixture_patients()
+    folder.mkdir(parents=True)
+    files: dict[str, list[str]] = {}
+    for n in range(copies):
+        for pid, resources in templates.items():
+            for r in resources:
+                files.setdefault(r["resourceType"], []).append(json.dumps(r).replace(pid, f"{pid}-{n}"))
+    for rtype, lines in files.items():
+        (folder / f"{rtype}.000.ndjson").write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def test_a_run_killed_while_reading_resumes_reading_where_it_stopped(tmp_path):
+    """A real run in another process, killed (SIGKILL) in the middle of its reading phase, then started again:
+    the read tasks already in the shards are not read again, the one cut short is rolled back and read again,
+    and the result is that of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cdshooks.population.workstore import finished_tasks
+
+    bulk, work = tmp_path / "bulk", tmp_path / "work"
+    _big_population(bulk, 25)
+    size = sum(p.stat().st_size for p in bulk.iterdir())
+    script = ("import io, sys\nfrom datetime import datetime\nfrom cdshooks.population.simulation import simulate\n"
+              f"simulate([{str(bulk)!r}], 'patient-view', datetime.fromisoformat({NOW.isoformat()!r}), None, "
+              f"lambda m: None, jobs=1, work={str(work)!r}, keep_work=True, read_chunk=8192, stream=sys.stderr)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            shards = list(work.glob("shard-*.sqlite"))
+            if shards and shards[0].stat().st_size > size // 10:
+                break
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    tasks = read_tasks(input_files([str(bulk)]), 8192)
+    done = len(finished_tasks(sorted(work.glob("shard-*.sqlite"))))
+    assert 0 < done < len(tasks), "the run was not killed while reading"
+    stream = io.StringIO()
+    resumed, _ = simulate([str(bulk)], "patient-view", NOW, None, WARNINGS.append, jobs=2, work=str(work),
+                          out=str(tmp_path / "resumed"), read_chunk=8192, stream=stream)
+    assert f"resuming reading: {done} of {len(tasks)} part(s) already read" in stream.getvalue()
+    whole, _ = simulate([str(bulk)], "patient-view", NOW, None, WARNINGS.append, jobs=2,
+                        out=str(tmp_path / "whole"), read_chunk=8192, stream=io.StringIO())
+    assert resumed["reading"] == whole["reading"] and resumed["reading"]["read"] > 0
+    assert resumed["rules"] == whole["rules"] and resumed["patients"] == whole["patients"] == 25 * len(
+        _fixture_patients())
+    assert sorted((tmp_path / "resumed" / "cards.ndjson").read_text().splitlines()) == sorted(
+        (tmp_path / "whole" / "cards.ndjson").read_text().splitlines())
