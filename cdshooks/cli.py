@@ -204,28 +204,43 @@ def _columns() -> int | None:
 
 
 def _cmd_simulate(error: type[Exception], args: argparse.Namespace) -> int:
+    import tempfile
+
     def warn(message: str) -> None:
         print(f"cdshooks simulate: {message}", file=sys.stderr)
 
+    paths, work, temporary = list(args.paths), args.work, None
     try:
         check_hook(args.hook)
+        if args.source and paths:
+            raise InputError("give PATHs or --from URL, not both")
+        if not args.source and not paths:
+            raise InputError("give the FHIR data: PATH..., or --from FHIR_BASE_URL to export it first")
         now = parse_now(args.now) if args.now else datetime.now(timezone.utc)
         orders = _load_orders(args.orders)
         if args.replay and args.hook == "patient-view":
             raise InputError("--replay replays historical orders: use it with --hook order-select or order-sign")
         if args.replay and orders is not None:
             raise InputError("--replay and --orders do not go together")
+        if args.source:
+            if work is None:
+                work = str(Path(args.out) / "work") if args.out else tempfile.mkdtemp(prefix="cdshooks-simulate-")
+                temporary = None if args.out else work
+            paths = [_export_for_simulation(args, Path(work) / "export", [args.hook])]
         if args.engine == "spark":
             from .population.spark_runner import simulate_spark
 
-            report, failed = simulate_spark(args.paths, args.hook, now, orders, out=args.out, master=args.master,
+            report, failed = simulate_spark(paths, args.hook, now, orders, out=args.out, master=args.master,
                                             replay=args.replay, partitions=args.partitions, fmt=args.format)
         else:
-            report, failed = simulate(args.paths, args.hook, now, orders, warn, jobs=args.jobs or default_jobs(),
-                                      out=args.out, work=args.work, replay=args.replay, keep_work=args.keep_work,
+            report, failed = simulate(paths, args.hook, now, orders, warn, jobs=args.jobs or default_jobs(),
+                                      out=args.out, work=work, replay=args.replay, keep_work=args.keep_work,
                                       fmt=args.format)
     except InputError as exc:
         raise error(str(exc)) from None
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -233,31 +248,54 @@ def _cmd_simulate(error: type[Exception], args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _cmd_export(error: type[Exception], args: argparse.Namespace) -> int:
-    from .population.bulk_client import Auth, export, narrowed
+def _auth(args: argparse.Namespace, base: str):
+    """SMART Backend Services credentials from the options (the token endpoint discovered when not given)."""
+    from .population.bulk_client import Auth, token_endpoint
+
+    if not (args.client_id or args.key or args.token_url):
+        return None
+    if not (args.client_id and args.key):
+        raise InputError("SMART Backend Services needs --client-id and --key (and --token-url, or the server's "
+                         ".well-known/smart-configuration)")
+    token_url = args.token_url or token_endpoint(base)
+    return Auth(token_url, args.client_id, args.key, kid=args.kid, scope=args.scope)
+
+
+def _run_export(args: argparse.Namespace, base: str, out: str | Path, hooks: list[str], label: str) -> list:
+    from .population.bulk_client import export, narrowed
     from .population.evaluation import Evaluator
 
     def say(message: str) -> None:
-        print(f"cdshooks export: {message}", file=sys.stderr, flush=True)
+        print(f"cdshooks {label}: {message}", file=sys.stderr, flush=True)
 
-    auth = None
-    if args.client_id or args.key or args.token_url:
-        if not (args.client_id and args.key and args.token_url):
-            raise error("SMART Backend Services needs --client-id, --key and --token-url together")
-        auth = Auth(args.token_url, args.client_id, args.key, kid=args.kid, scope=args.scope)
+    auth = _auth(args, base)
     level = "group" if args.group else ("patient" if args.patients else "system")
     types: list[str] | None = None
     filters: list[str] | None = None
+    if not args.all_types:
+        for hook in hooks:
+            check_hook(hook)
+        engine = Evaluator("patient-view", datetime.now(timezone.utc)).engine
+        types, filters = narrowed(engine, hooks)
+        if args.no_type_filter:
+            filters = None
+    return export(base, out, level=level, group=args.group, types=types, type_filters=filters, since=args.since,
+                  auth=auth, max_wait=args.max_wait, progress=say)
+
+
+def _export_for_simulation(args: argparse.Namespace, folder: Path, hooks: list[str]) -> str:
+    """``simulate --from URL``: the export into the work folder (one already finished there is used again:
+    its manifest.json is written last)."""
+    if (folder / "manifest.json").is_file():
+        print(f"cdshooks simulate: using the export already in {folder}", file=sys.stderr)
+    else:
+        _run_export(args, args.source, folder, hooks, "simulate")
+    return str(folder)
+
+
+def _cmd_export(error: type[Exception], args: argparse.Namespace) -> int:
     try:
-        if not args.all_types:
-            for hook in args.hook or list(HOOKS):
-                check_hook(hook)
-            engine = Evaluator("patient-view", datetime.now(timezone.utc)).engine
-            types, filters = narrowed(engine, args.hook or list(HOOKS))
-            if args.no_type_filter:
-                filters = None
-        files = export(args.fhir_base_url, args.out, level=level, group=args.group, types=types,
-                       type_filters=filters, since=args.since, auth=auth, max_wait=args.max_wait, progress=say)
+        files = _run_export(args, args.fhir_base_url, args.out, args.hook or list(HOOKS), "export")
     except InputError as exc:
         raise error(str(exc)) from None
     print(f"exported {len(files)} file(s) into {args.out}; run: cdshooks simulate {args.out}")
@@ -344,7 +382,10 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
     p.set_defaults(func=partial(_cmd_evaluate, command_error))
 
     p = subparsers.add_parser("simulate", help="silent mode: evaluate every patient of FHIR files, count cards")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundles, NDJSON files, or folders of them")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="Bundles, NDJSON files, or folders of them")
+    p.add_argument("--from", dest="source", metavar="FHIR_BASE_URL",
+                   help="first run a Bulk Data $export from this server into the work folder (see export's "
+                        "options below), then simulate it")
     p.add_argument("--hook", default="patient-view", help=_HOOK_HELP)
     p.add_argument("--now", metavar="TIME", help="evaluate as of this ISO 8601 date or date-time (default: now)")
     p.add_argument("--orders", metavar="FILE", help="draft orders given to every patient (order hooks)")
@@ -366,26 +407,15 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
     p.add_argument("--partitions", type=int, default=0, metavar="N",
                    help="Spark: partitions of the shuffle by patient (default: twice the default parallelism)")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    _add_export_options(p, "Bulk Data export (with --from)")
     p.set_defaults(func=partial(_cmd_simulate, command_error))
 
     p = subparsers.add_parser("export", help="FHIR Bulk Data $export into NDJSON files (SMART Backend Services)")
     p.add_argument("fhir_base_url", metavar="FHIR_BASE_URL")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the NDJSON files and manifest.json")
-    scope = p.add_mutually_exclusive_group()
-    scope.add_argument("--group", metavar="ID", help="export one Group's patients (Group/ID/$export)")
-    scope.add_argument("--patients", action="store_true", help="export every patient (Patient/$export)")
     p.add_argument("--hook", action="append", metavar="HOOK",
                    help="narrow _type/_typeFilter to what this hook's rules read (repeatable; default: all hooks)")
-    p.add_argument("--all-types", action="store_true", help="no _type or _typeFilter: everything the server has")
-    p.add_argument("--no-type-filter", action="store_true", help="send _type but no _typeFilter")
-    p.add_argument("--since", metavar="INSTANT", help="_since: only resources changed since then")
-    p.add_argument("--client-id", help="SMART Backend Services client id")
-    p.add_argument("--key", metavar="FILE", help="the client's private key (JWK, JWK Set or PEM; RSA or P-384)")
-    p.add_argument("--kid", help="key id (default: the JWK's kid or its thumbprint)")
-    p.add_argument("--token-url", metavar="URL", help="the authorization server's token endpoint")
-    p.add_argument("--scope", help="scope requested (default: system/<Type>.read for each exported type)")
-    p.add_argument("--max-wait", type=float, default=24 * 3600, metavar="SECONDS",
-                   help="give up when the export has not finished after this long (default 24 h)")
+    _add_export_options(p)
     p.set_defaults(func=partial(_cmd_export, command_error))
 
     p = subparsers.add_parser("load-fixtures", help="PUT the fixture resources to a FHIR server (one transaction)")
@@ -396,6 +426,26 @@ def _add_population_commands(subparsers: argparse._SubParsersAction, command_err
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="first wait up to this long for the server to answer GET /metadata (a starting server)")
     p.set_defaults(func=partial(_cmd_load_fixtures, command_error))
+
+
+def _add_export_options(p: argparse.ArgumentParser, title: str = "Bulk Data export") -> None:
+    """The $export options, shared by ``export`` and ``simulate --from``."""
+    group = p.add_argument_group(title)
+    scope = group.add_mutually_exclusive_group()
+    scope.add_argument("--group", metavar="ID", help="export one Group's patients (Group/ID/$export)")
+    scope.add_argument("--patients", action="store_true", help="export every patient (Patient/$export)")
+    group.add_argument("--all-types", action="store_true", help="no _type or _typeFilter: everything the server has")
+    group.add_argument("--no-type-filter", action="store_true", help="send _type but no _typeFilter")
+    group.add_argument("--since", metavar="INSTANT", help="_since: only resources changed since then")
+    group.add_argument("--client-id", help="SMART Backend Services client id")
+    group.add_argument("--key", metavar="FILE", help="the client's private key (JWK, JWK Set or PEM; RSA or P-384)")
+    group.add_argument("--kid", help="key id (default: the JWK's kid or its thumbprint)")
+    group.add_argument("--token-url", metavar="URL",
+                       help="the authorization server's token endpoint (default: the token_endpoint of the "
+                            "server's .well-known/smart-configuration)")
+    group.add_argument("--scope", help="scope requested (default: system/<Type>.read for each exported type)")
+    group.add_argument("--max-wait", type=float, default=24 * 3600, metavar="SECONDS",
+                       help="give up when the export has not finished after this long (default 24 h)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,7 +18,9 @@
 ``client_credentials`` grant and a ``private_key_jwt`` client assertion (RS384 for an RSA key,
 ES384 for a P-384 key; ``iss`` = ``sub`` = client id, ``aud`` = token endpoint, 5 minutes,
 fresh ``jti``), scope ``system/<Type>.read`` for each exported type unless given. It is
-renewed a minute before it expires. Tokens are never logged or printed.
+renewed a minute before it expires. Tokens are never logged or printed. Without a token endpoint
+given, ``token_endpoint()`` reads it from the server's SMART configuration
+(``{base}/.well-known/smart-configuration``, its ``token_endpoint``).
 
 Plain ``http`` is accepted only for loopback hosts; redirects are not followed.
 """
@@ -40,7 +42,7 @@ from ..service.engine import SERVICE_IDS, Engine
 from ..service.hook_request import InputError
 from ..trust.tokens import client_assertion
 
-__all__ = ["Auth", "ExportError", "export", "narrowed"]
+__all__ = ["Auth", "ExportError", "export", "narrowed", "token_endpoint"]
 
 _MAX_URL = 6000
 _DEFAULT_WAIT = 2.0
@@ -124,6 +126,24 @@ class Auth:
         expires = body.get("expires_in")
         self._expires = time.monotonic() + (float(expires) if isinstance(expires, (int, float)) else 300.0)
         return self._token
+
+
+def token_endpoint(base_url: str, *, timeout: float = 60.0, session: requests.Session | None = None) -> str:
+    """The token endpoint of the FHIR server at ``base_url``, from ``{base}/.well-known/smart-configuration``."""
+    base = base_url.rstrip("/")
+    _check_url(base, "the FHIR base URL")
+    url = f"{base}/.well-known/smart-configuration"
+    try:
+        resp = (session or requests.Session()).get(url, headers={"Accept": "application/json"}, timeout=timeout,
+                                                   allow_redirects=False)
+    except requests.RequestException as exc:
+        raise ExportError(f"cannot read {url}: {type(exc).__name__}") from None
+    found = _json(resp).get("token_endpoint") if resp.status_code == 200 else None
+    if not isinstance(found, str) or not found:
+        why = f"answered {resp.status_code}" if resp.status_code != 200 else "has no token_endpoint"
+        raise ExportError(f"no --token-url given and {url} {why}")
+    _check_url(found, "the token endpoint")
+    return found
 
 
 def _json(resp: requests.Response) -> dict:

@@ -293,6 +293,9 @@ def _session(master: str | None):
         .config("spark.python.worker.reuse", "true")
     if master is None and SparkConf().contains("spark.master"):  # under spark-submit: its settings stand
         return builder.getOrCreate()
+    # the Python sort of a shuffled partition spills to disk past this much memory per worker, a limit that
+    # counts the worker's evaluator (value sets, models); Spark's 512m default made it spill all the time
+    builder = builder.config("spark.python.worker.memory", "2g")
     master = master or "local[*]"
     builder = builder.master(master)
     if master.startswith("local"):

@@ -42,14 +42,16 @@ class BulkServer:
         self.jtis: set[str] = set()
         self.seen: list[tuple[str, str, dict]] = []  # (method, path, args) of export requests
         self.scopes: list[str] = []
+        self.discoveries = 0
         self.app = Flask("bulk-test")
         self.app.register_blueprint(blueprint([FIXTURES_DIR], clock=lambda: NOW, export_delay=1.0))
         self.app.add_url_rule("/auth/token", "token", self.token, methods=["POST"])
+        self.app.add_url_rule("/fhir/.well-known/smart-configuration", "smart", self.smart)
         self.app.before_request(self.check)
         self.base = ""
 
     def check(self):
-        if request.path.startswith("/auth/"):
+        if request.path.startswith("/auth/") or request.path.endswith("/.well-known/smart-configuration"):
             return None
         self.seen.append((request.method, request.path, request.args.to_dict(flat=False)))
         if "/$export-file/" in request.path:  # the manifest says requiresAccessToken: false
@@ -60,6 +62,11 @@ class BulkServer:
             return Response(json.dumps({"resourceType": "OperationOutcome", "issue": [
                 {"severity": "error", "code": "login", "diagnostics": "unauthorized"}]}), status=401)
         return None
+
+    def smart(self):
+        self.discoveries += 1
+        return {"token_endpoint": f"{self.base}/auth/token", "grant_types_supported": ["client_credentials"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"]}
 
     def token(self):
         form = request.form
@@ -121,6 +128,46 @@ def test_export_then_simulate_gives_the_fixtures_cards(server, tmp_path, capsys)
                          stream=io.StringIO())
     assert exported["patients"] == direct["patients"]
     assert [(r["rule"], r["cards"]) for r in exported["rules"]] == [(r["rule"], r["cards"]) for r in direct["rules"]]
+
+
+def test_simulate_from_a_server_exports_then_simulates_with_the_token_endpoint_discovered(server, tmp_path, capsys):
+    """``simulate --from URL``: one command; no --token-url: the token endpoint comes from the server's
+    .well-known/smart-configuration."""
+    bulk, base, key_file, _ = server
+    out = tmp_path / "silent"
+    code = main(["simulate", "--from", f"{base}/fhir", "--client-id", CLIENT, "--key", str(key_file),
+                 "--kid", "client-key-1", "--out", str(out), "--now", NOW.isoformat(), "--jobs", "1", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "cdshooks simulate: export started" in captured.err and bulk.scopes  # a token was obtained
+    assert bulk.discoveries == 1
+    report = json.loads(captured.out)
+    direct, _ = simulate([str(FIXTURES_DIR)], "patient-view", NOW, None, lambda m: None, jobs=1,
+                         stream=io.StringIO())
+    assert report["patients"] == direct["patients"] > 0
+    assert [(r["rule"], r["cards"]) for r in report["rules"]] == [(r["rule"], r["cards"]) for r in direct["rules"]]
+    assert (out / "cards.ndjson").read_text() and not (out / "work").exists()
+    # with the work folder kept, a second run uses the finished export instead of exporting again
+    kept = tmp_path / "kept"
+    args = ["simulate", "--from", f"{base}/fhir", "--client-id", CLIENT, "--key", str(key_file), "--kid",
+            "client-key-1", "--out", str(kept), "--now", NOW.isoformat(), "--jobs", "1", "--keep-work"]
+    assert main(args) == 0 and (kept / "work" / "export" / "manifest.json").is_file()
+    exports = sum(1 for m, p, _ in bulk.seen if p.endswith("$export"))
+    capsys.readouterr()
+    assert main(args) == 0 and sum(1 for m, p, _ in bulk.seen if p.endswith("$export")) == exports
+    assert "using the export already in" in capsys.readouterr().err
+
+
+def test_simulate_from_refuses_paths_and_a_server_without_smart_configuration(tmp_path, capsys):
+    app = Flask("no-smart")
+    with serve_wsgi(app) as base:
+        code = main(["simulate", "--from", f"{base}/fhir", "--client-id", CLIENT, "--key", str(tmp_path / "k.pem"),
+                     "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+    assert code == 2 and f"no --token-url given and {base}/fhir/.well-known/smart-configuration answered 404" in err
+    assert main(["simulate", str(FIXTURES_DIR), "--from", "https://ehr.example.org/fhir"]) == 2
+    assert "give PATHs or --from URL, not both" in capsys.readouterr().err
+    assert main(["simulate"]) == 2 and "--from FHIR_BASE_URL" in capsys.readouterr().err
 
 
 def test_type_filter_narrows_what_is_exported(server, tmp_path):

@@ -16,7 +16,6 @@ from cdshooks.cli import main
 from cdshooks.fhir.bundles import patients
 from cdshooks.population.simulation import simulate
 from cdshooks.population.spark_runner import java_problem
-from cdshooks.service.hook_request import InputError
 from cdshooks.tryit.fixtures import scenarios
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
