@@ -43,6 +43,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from ..service.hook_request import InputError
@@ -337,7 +338,7 @@ def simulate_spark(paths: list[str], hook: str, now: datetime, orders: list[dict
     written: list[str] = []
     report: dict = {}
     try:
-        acc = sc.accumulator({}, _DictSum())
+        acc: Any = sc.accumulator({}, cast(Any, _DictSum()))  # _DictSum has AccumulatorParam's two methods
         n = partitions or max(2, 2 * sc.defaultParallelism)
         parts = []
         if lines_in:
