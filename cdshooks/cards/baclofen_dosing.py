@@ -19,10 +19,21 @@ When it fires (warning)
     note on the FDA-approved indication.
 
 Info instead
-    No dose problem (or a dose that cannot be computed), and no cirrhosis, muscle cramp
-    or spasticity diagnosis: baclofen is FDA-approved for spasticity from multiple
-    sclerosis and spinal cord disease, not for fasciculations, and used off-label for
-    cramps.
+    No dose problem, and no cirrhosis, muscle cramp or spasticity diagnosis: baclofen is
+    FDA-approved for spasticity from multiple sclerosis and spinal cord disease, not for
+    fasciculations, and used off-label for cramps.
+
+A dose that cannot be read (info)
+    When the order's daily dose cannot be computed (a dose quantity that is a string, NaN
+    or in a unit that is not mass or tablets of a known strength; no timing, or a timing
+    that does not say how often; a dose range; a stepped schedule) and a ceiling could
+    apply (cirrhosis present or not ruled out, or no spasticity diagnosis), the card says
+    so ("its dose could not be read: its daily dose was not checked against the guideline
+    schedule") with the schedule, and the indication note when it applies. RULES.md
+    section 3 says "When the dose cannot be computed, do not guess: no dose card": this
+    card guesses no dose, states no ceiling and suggests no corrected order; it only says
+    that the check could not be made, so that silence is not read as a dose that passed.
+    A spasticity patient without cirrhosis gets no such card (no ceiling applies).
 
 Unknown is not absent
     The info card says "No cirrhosis, muscle cramp or spasticity diagnosis in the
@@ -39,7 +50,8 @@ Unknown is not absent
 
 When it stays silent
     Not a baclofen order; a dose within the ceilings with one of those diagnoses
-    present; a spasticity patient's order (see below) without cirrhosis.
+    present; a spasticity patient's order (see below) without cirrhosis, whether its dose
+    can be read or not.
 
 Guideline
     000, Treatment (muscle cramps in cirrhosis): "Baclofen 10 mg/day, with weekly
@@ -86,6 +98,7 @@ from .clinical import (
     MedUse,
     absence,
     active_medications,
+    dose_unreadable,
     findings,
     findings_in_doubt,
     medication_of,
@@ -204,6 +217,18 @@ def _judge(call: Call, order: dict, use: MedUse, active: list[MedUse], cirrhosis
                         f"schedule is for cirrhosis)")
         return Card(summary=summary, indicator="warning", detail=render_detail(why=why, guideline=guideline),
                     suggestions=suggestions)
+    unreadable = dose_unreadable(use.resource, use.product) if proposed is None else None
+    if unreadable is not None and (cirrhosis or cirrhosis_unsure or not spasticity):
+        why = [f"Baclofen order: {use.label} — {unreadable}: its daily dose was not checked against the "
+               f"guideline schedule. Check the dose before signing."]
+        if not indicated:
+            why.append(absence(call.record, FINDING_TYPES,
+                               "No cirrhosis, muscle cramp or spasticity diagnosis in the record.",
+                               "a cirrhosis, muscle cramp or spasticity diagnosis is on the record",
+                               unsure=bool(findings_in_doubt(call.record, "cirrhosis", "cramp", "spasticity"))))
+        guideline = [SCHEDULE if cirrhosis or cirrhosis_unsure else NO_SCHEDULE] + ([] if indicated else [INDICATION])
+        return Card(summary="Baclofen order: the dose could not be read, so it was not checked against the schedule",
+                    indicator="info", detail=render_detail(why=why, guideline=guideline))
     if not indicated:
         why = [f"Baclofen order: {use.label}.",
                absence(call.record, FINDING_TYPES, "No cirrhosis, muscle cramp or spasticity diagnosis in the record.",

@@ -83,8 +83,10 @@ def test_spasticity_follows_its_own_label_but_cirrhosis_still_caps():
 
 
 def test_no_dose_card_when_the_dose_cannot_be_computed():
+    """No dose guessed, no ceiling, no corrected order: the card only says the dose could not be read."""
     unknown = draft(medication=text("baclofen"), per_day=3)
-    assert run("baclofen-dosing", cirrhosis(), drafts=(unknown,)) == []
+    [card] = run("baclofen-dosing", cirrhosis(), drafts=(unknown,))
+    assert card.indicator == "info" and not card.suggestions and "could not be read" in card.summary
     [info] = run("baclofen-dosing", twitch(), drafts=(unknown,))
     assert info.indicator == "info" and "FDA-approved for spasticity" in info.detail and not info.suggestions
 

@@ -19,7 +19,8 @@ Findings (``findings``)
 Medications (``medications``)
     ``active_medications(record) -> list[MedUse]``; ``using(meds, ingredient_or_class)``;
     ``medication_of(order, record) -> MedUse | None`` (draft orders, any status);
-    ``daily_dose_mg(resource, product)``; ``ingredient_names(name)``. ``MedUse``:
+    ``daily_dose_mg(resource, product)``; ``dose_unreadable(resource, product)`` (why it is None);
+    ``ingredient_names(name)``. ``MedUse``:
     resource, concept, medication, ingredients, product, label, started, changed,
     daily_mg, kind, reference, ``has(name)``.
 Labs (``labs``)
@@ -66,7 +67,15 @@ from .labs import (
     lgi1_positive,
     lgi1_results,
 )
-from .medications import MedUse, active_medications, daily_dose_mg, ingredient_names, medication_of, using
+from .medications import (
+    MedUse,
+    active_medications,
+    daily_dose_mg,
+    dose_unreadable,
+    ingredient_names,
+    medication_of,
+    using,
+)
 from .orders_seen import (
     already_done,
     is_order_for,
@@ -80,7 +89,7 @@ from .orders_seen import (
 __all__ = [
     "parse_when", "within", "absence", "FINDING_TYPES", "ORDER_TYPES",
     "Finding", "findings", "findings_in_doubt", "onset", "in_thigh", "in_lower_limb",
-    "MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names",
+    "MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "dose_unreadable", "ingredient_names",
     "LABS", "LabResult", "Lgi1Result", "latest_lab", "lab_absent", "latest_calcium", "calcium_low", "lgi1_results",
     "lgi1_positive",
     "already_done", "order_unsure", "order_status_in_doubt", "unnamed_orders", "order_codes", "order_concept",

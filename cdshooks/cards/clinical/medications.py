@@ -25,7 +25,8 @@ from ...fhir.record import Record
 from ...fhir.terminology import Product, drug_class, ingredient_coding, ingredients, product
 from .elements import ResourceFacts, codes_of, first_time, items, label_of, number, one, readable
 
-__all__ = ["MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "ingredient_names"]
+__all__ = ["MedUse", "active_medications", "using", "medication_of", "daily_dose_mg", "dose_unreadable",
+           "ingredient_names"]
 
 REQUEST_STATUSES = {"active", "on-hold"}
 REQUEST_INTENTS = {"order", "plan", "original-order"}
@@ -176,6 +177,34 @@ def daily_dose_mg(resource: dict, strength: Product | None = None) -> float | No
             return None
         total += dose * per_day
     return round(total, 6)
+
+
+def dose_unreadable(resource: dict, strength: Product | None = None) -> str | None:
+    """Why the daily dose of an order cannot be computed (``daily_dose_mg`` is None), for card text
+    ("its dose could not be read"); None when it can be computed."""
+    if daily_dose_mg(resource, strength) is not None:
+        return None
+    dosages = _dosages(resource)
+    if not dosages:
+        return "its dosage is missing or could not be read"
+    if len({repr(d.get("sequence")) for d in dosages}) > 1:
+        return "its dosage is a schedule of several steps"
+    for dosage in dosages:
+        rates = [dr for dr in items(dosage.get("doseAndRate")) if isinstance(dr, dict)]
+        quantities = [dr["doseQuantity"] for dr in rates if isinstance(dr.get("doseQuantity"), dict)]
+        if not quantities:
+            if any("doseRange" in dr for dr in rates):
+                return "it gives a dose range, not a dose"
+            return "its dose could not be read"
+        if any(number(q.get("value")) is None for q in quantities):
+            return "its dose could not be read"
+        if _dose_mg(dosage, strength) is None:
+            return "its dose unit cannot be converted to mg"
+        if not isinstance(dosage.get("timing"), dict):
+            return "its timing is missing or could not be read"
+        if _per_day(dosage) is None:
+            return "its timing does not say how many doses a day"
+    return "its daily dose could not be computed"
 
 
 def _dates(resource: dict, now: datetime) -> tuple[datetime | None, datetime | None]:
