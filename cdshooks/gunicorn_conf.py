@@ -13,8 +13,9 @@ JSON without request paths (``cdshooks.serving.logger.JsonLogger``).
 
 The app is preloaded: rules, value sets, schemas and models are imported and warmed once in the
 master (``create_app`` answers one synthetic call per hook) and shared copy-on-write by the
-workers; each worker repeats the synthetic calls before it accepts one (``post_worker_init``),
-so no worker's first call pays for any of it.
+workers; each worker readies itself before it accepts a call (``post_worker_init``: its database
+connection, writer thread, metric files, and one realistic call per hook through the app, see
+``cdshooks/service/warmup.py``), so no worker's first call pays for any of it.
 """
 
 import math

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +17,8 @@ from jwt.algorithms import ECAlgorithm
 
 from cdshooks import create_app, logs
 
-from ..conftest import REPO, empty_prefetch, hook_request, make_settings
+from ..conftest import empty_prefetch, hook_request, make_settings
+from ..gunicorn_server import gunicorn
 
 BASE = "https://cds.example.org"
 ISS = "https://ehr.example.org"
@@ -137,39 +133,10 @@ def test_no_token_patient_data_or_identifiers_in_logs(tmp_path, key):
         assert secret not in captured, f"log leaked {secret[:12]}..."
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_worker_processes_share_the_replay_cache(tmp_path, key, db_url):
-    port = _free_port()
-    env = dict(os.environ, CDSHOOKS_PORT=str(port), CDSHOOKS_HOST="127.0.0.1", CDSHOOKS_WORKERS="2",
-               CDSHOOKS_AUTH="required", CDSHOOKS_ENV="test", CDSHOOKS_PUBLIC_URL=BASE,
-               CDSHOOKS_TRUSTED_ISSUERS=str(issuers_file(tmp_path, key)),
-               CDSHOOKS_DATABASE_URL=db_url,
-               CDSHOOKS_INSTANCE_PATH=str(tmp_path / "instance"), CDSHOOKS_LOG_LEVEL="WARNING")
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen([str(gunicorn), "-c", "python:cdshooks.gunicorn_conf", "cdshooks:create_app()"],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "w"),
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
-            time.sleep(0.1)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-        if children.exists():  # the second worker may still be booting when the first answers
-            while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert len(children.read_text().split()) == 2, "two worker processes serve the calls"
+    with gunicorn(tmp_path, workers=2, CDSHOOKS_AUTH="required", CDSHOOKS_PUBLIC_URL=BASE,
+                  CDSHOOKS_TRUSTED_ISSUERS=str(issuers_file(tmp_path, key)), CDSHOOKS_DATABASE_URL=db_url) as running:
+        base = running.base
         replays = []
         for _ in range(12):
             tok = token(key, f"{BASE}/cds-services")
@@ -178,6 +145,3 @@ def test_two_worker_processes_share_the_replay_cache(tmp_path, key, db_url):
             assert first.status_code == 200
             replays.append(second.status_code)
         assert replays == [401] * 12
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
