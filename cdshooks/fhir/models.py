@@ -17,19 +17,31 @@ tolerant, writing is strict:
   by its element path (``MedicationRequest.category``), never by its value.
 * ``parse(resource)`` and ``validation_errors(resource)`` are strict: suggested
   resources built by this service are checked with them and must be valid R4 as they are.
+
+Reading is fast for what recurs. Validating a resource with the models costs 50-300 µs, and most
+resources a call reads are valid and shaped like many before them. A resource's *shape* (its
+element names in order, each value's JSON type, list lengths, contained resources' types)
+decides every check the models make but one: each primitive value's own (a code's pattern, a
+date's format, a decimal's digits), which pydantic runs alone in about a microsecond. So once a
+resource of some shape has validated clean, a later one of the same shape is valid exactly when
+each of its primitive values passes its element type's check (``_Plan``); only then is the
+model not built (``Reading.model`` builds it on first use). Anything else takes the full path.
+Shapes hold element names and resource types, never values.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import threading
+import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from fhir.resources.R4B import get_fhir_model_class
 from fhir_core.types import FhirBase
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 __all__ = ["parse", "validation_errors", "invalid_paths", "read", "Reading", "Problem", "preload", "Model"]
 
@@ -50,13 +62,19 @@ def preload(resource_types: typing.Iterable[str]) -> int:
     """Import the model classes of ``resource_types`` and of every element type they can contain.
 
     ``fhir.resources`` imports an element's class (Period, Range, Dosage...) the first time a
-    resource carrying one is validated; start-up calls this so that no hook call pays for it.
+    resource carrying one is validated; start-up calls this so that no hook call pays for it,
+    nor for building the fast path's check of each primitive element.
     Returns how many classes were loaded.
     """
     seen: set[str] = set()
 
     def walk(cls: Any) -> None:
         for spec in getattr(cls, "model_fields", {}).values():
+            if not _complex(spec.annotation):
+                try:
+                    _check(spec.annotation)  # the fast path's check of this primitive element, built now
+                except Exception:  # an annotation pydantic cannot check alone: the full path reads it
+                    continue
             for arg in typing.get_args(spec.annotation) or (spec.annotation,):
                 for kind in typing.get_args(arg) or (arg,):
                     if isinstance(kind, type) and issubclass(kind, FhirBase) and kind.__name__ not in seen:
@@ -135,8 +153,15 @@ class Reading:
     """A resource as read: its JSON (repaired where needed), its model when one could be built, its problems."""
 
     data: dict
-    model: Model | None
+    built: Model | None
     problems: list[Problem] = field(default_factory=list)
+    lazy: bool = False  # valid, read on the fast path: the model is built when first asked for
+
+    @property
+    def model(self) -> Model | None:
+        if self.lazy:
+            self.built, self.lazy = parse(self.data), False
+        return self.built
 
 
 _ELEMENT_NAME = re.compile(r"_?[a-z][A-Za-z0-9]{0,63}")
@@ -287,8 +312,146 @@ def _repair(data: dict, errors: list, rtype: str, problems: list[Problem], cls: 
     return changed
 
 
+# -- the fast path (see the module doc) ------------------------------------------------------
+_NO_PLAN = False       # a shape whose primitive values cannot all be told a check: always the full path
+_PLAN_LIMIT = 4096     # shapes remembered per process (element names and types only)
+_plans: dict[Any, Any] = {}  # shape -> the checks of its primitive values, or _NO_PLAN
+_checks: dict[int, tuple[object, Callable]] = {}   # id(annotation) -> (annotation, its validator)
+_fields_of: dict[type, dict[str, Any]] = {}        # model class -> {JSON name: FieldInfo}
+_learning = threading.Lock()
+
+
+def _shape(value: Any, leaves: list) -> Any:
+    """The shape of a JSON value (see the module doc); its primitive values go to ``leaves`` in order."""
+    kind = value.__class__
+    if kind is dict:
+        rtype = value.get("resourceType")
+        return ("{", rtype if rtype.__class__ is str else None,
+                *((key, _shape(item, leaves)) for key, item in value.items()))
+    if kind is list:
+        return ("[", *(_shape(item, leaves) for item in value))
+    leaves.append(value)
+    return kind
+
+
+def _check(annotation: Any) -> Callable:
+    found = _checks.get(id(annotation))
+    if found is None:
+        found = _checks[id(annotation)] = (annotation, TypeAdapter(annotation).validate_python)
+    return found[1]
+
+
+def _complex(annotation: Any) -> bool:
+    """Whether an element's type is (a list of) a complex type or resource, not a primitive."""
+    for arg in typing.get_args(annotation) or (annotation,):
+        for kind in typing.get_args(arg) or (arg,):
+            if isinstance(kind, type) and issubclass(kind, FhirBase):
+                return True
+    return False
+
+
+def _json_fields(cls: Any) -> dict[str, Any]:
+    found = _fields_of.get(cls)
+    if found is None:
+        found = {}
+        for name, info in cls.model_fields.items():
+            found[name] = info
+            if info.alias:
+                found[info.alias] = info
+        _fields_of[cls] = found
+    return found
+
+
+def _element_class(annotation: Any, value: dict) -> Any:
+    """The model class a JSON object is validated as, for a field of type ``annotation``."""
+    if not (isinstance(annotation, type) and issubclass(annotation, FhirBase)):
+        return None
+    try:
+        klass = annotation.get_model_klass()
+    except (ImportError, AttributeError, KeyError, ValueError):
+        return None
+    if klass.__name__ in ("Resource", "DomainResource"):  # a contained resource: its own type
+        return _model_class(str(value.get("resourceType")))
+    return klass
+
+
+def _plan_object(cls: Any, value: dict, out: list) -> bool:
+    fields = _json_fields(cls)
+    for key, item in value.items():
+        if key == "resourceType":
+            out.append(None)  # fixed by the shape
+            continue
+        info = fields.get(key)
+        if info is None or not _plan_value(info.annotation, item, out):
+            return False
+    return True
+
+
+def _plan_value(annotation: Any, item: Any, out: list) -> bool:
+    """Append the check of each primitive value of ``item`` (a field of type ``annotation``); False
+    when the type cannot be told."""
+    if item is None:
+        out.append(None)  # a null is allowed or not by the shape alone
+        return True
+    inner = annotation
+    if typing.get_origin(inner) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(inner) if a is not type(None)]
+        if len(options) != 1:
+            return False
+        inner = options[0]
+    if typing.get_origin(inner) is list:
+        (element,) = typing.get_args(inner) or (None,)
+        return item.__class__ is list and all(_plan_value(element, x, out) for x in item)
+    if item.__class__ is dict:
+        klass = _element_class(inner, item)
+        return klass is not None and _plan_object(klass, item, out)
+    if item.__class__ is list or _element_class(inner, {}) is not None:
+        return False
+    out.append(_check(annotation))
+    return True
+
+
+def _learn(cls: Any, resource: dict, shape: Any) -> None:
+    """Remember the checks of a shape just validated clean (or that it has none to remember)."""
+    if shape in _plans or len(_plans) >= _PLAN_LIMIT:
+        return
+    checks: list = []
+    try:
+        plan: Any = tuple(checks) if _plan_object(cls, resource, checks) else _NO_PLAN
+    except Exception:  # an annotation pydantic cannot check alone: this shape takes the full path
+        plan = _NO_PLAN
+    with _learning:
+        _plans.setdefault(shape, plan)
+
+
+def _fast(resource: dict) -> tuple[Reading | None, Any]:
+    """(the reading, when the resource's shape is known and every primitive value passes; its shape)."""
+    leaves: list = []
+    try:
+        shape = _shape(resource, leaves)
+        plan = _plans.get(shape)
+    except (RecursionError, TypeError):
+        return None, None
+    if not plan or len(plan) != len(leaves):
+        return None, shape
+    try:
+        for check, leaf in zip(plan, leaves):
+            if check is not None:
+                check(leaf)
+    except (ValidationError, ValueError, TypeError, ArithmeticError):
+        return None, shape
+    return Reading(resource, None, [], lazy=True), shape
+
+
 def read(resource: dict) -> Reading:
     """The resource as read (see the module doc). Never raises; the input is never changed."""
+    fast, shape = _fast(resource)
+    return fast if fast is not None else _read_fully(resource, shape)
+
+
+def _read_fully(resource: dict, shape: Any = None) -> Reading:
+    """``read`` by the models alone: validate, repair what the errors name, validate again. A shape
+    that validates clean at once is learnt for the fast path."""
     rtype = str(resource.get("resourceType", ""))
     cls = _model_class(rtype)
     if cls is None:
@@ -297,7 +460,10 @@ def read(resource: dict) -> Reading:
     problems: list[Problem] = []
     for _ in range(MAX_PASSES):
         try:
-            return Reading(data, cls.model_validate(data), list(dict.fromkeys(problems)))
+            model = cls.model_validate(data)
+            if data is resource and shape is not None:
+                _learn(cls, resource, shape)
+            return Reading(data, model, list(dict.fromkeys(problems)))
         except ValidationError as exc:
             errors = exc.errors()
         except Exception:  # the model library itself failed (e.g. a contained resource of unknown type)
