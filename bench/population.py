@@ -96,10 +96,12 @@ def synthesize(kind: str, count: int, folder: Path) -> int:
 
 # -- measuring -------------------------------------------------------------------------------------
 
-def _tree_rss(root: int) -> int:
-    """Resident memory (bytes) of ``root`` and all its descendants."""
+def _tree(root: int) -> tuple[int, dict[int, float]]:
+    """Resident memory (bytes) of ``root`` and all its descendants, and each one's CPU seconds so far."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -111,16 +113,20 @@ def _tree_rss(root: int) -> int:
         except OSError:
             continue
         pid = int(entry)
-        parents[pid] = int(stat[stat.rindex(")") + 2:].split()[1])
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[pid] = int(fields[1])
         rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
     total = 0
+    mine: dict[int, float] = {}
     for pid in rss:
         p = pid
         while p and p != root:
             p = parents.get(p, 0)
         if p == root:
             total += rss[pid]
-    return total
+            mine[pid] = cpu[pid]
+    return total, mine
 
 
 def run(argv: list[str], label: str) -> dict:
@@ -130,12 +136,15 @@ def run(argv: list[str], label: str) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "cdshooks.cli", *argv, "--json"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     peak = 0
+    seen: dict[int, float] = {}  # CPU seconds of every process of the tree, as last sampled
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
+            rss, cpu_now = _tree(proc.pid)
+            peak = max(peak, rss)
+            seen.update(cpu_now)
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -143,9 +152,11 @@ def run(argv: list[str], label: str) -> dict:
     out, _ = proc.communicate()
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     done.set()
     sampler.join()
+    # the processes this one waited for (exact), or the whole tree as sampled every 50 ms when more: Spark's
+    # JVM and its Python workers are not waited for by the command
+    cpu = max((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), sum(seen.values()))
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{label}: cdshooks exited {proc.returncode}")
     report = json.loads(out)
@@ -222,10 +233,10 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _line(small: dict, large: dict) -> tuple[float, float]:
-    """(fixed seconds, seconds per patient) of the line through two runs' wall times."""
-    slope = (large["wallSeconds"] - small["wallSeconds"]) / (large["patients"] - small["patients"])
-    return small["wallSeconds"] - slope * small["patients"], slope
+def _line(small: dict, large: dict, key: str = "wallSeconds") -> tuple[float, float]:
+    """(fixed seconds, seconds per patient) of the line through two runs' wall (or CPU) times."""
+    slope = (large[key] - small[key]) / (large["patients"] - small["patients"])
+    return small[key] - slope * small["patients"], slope
 
 
 def spark_against_local(root: Path, folder: Path, count: int, scale: int, local_small: dict) -> dict:
@@ -240,16 +251,24 @@ def spark_against_local(root: Path, folder: Path, count: int, scale: int, local_
     local_fixed, local_slope = _line(local_small, local_large)
     spark_fixed, spark_slope = _line(*spark)
     starts = [s["timing"].get("startSeconds", 0.0) for s in spark]
+    _, local_cpu = _line(local_small, local_large, "cpuSeconds")
+    spark_cpu_fixed, spark_cpu = _line(*spark, "cpuSeconds")
     out = {"runs": spark, "localLarge": local_large,
            "sessionStartSeconds": round(sum(starts) / len(starts), 2),
            "sparkFixedSeconds": round(spark_fixed, 2), "sparkMsPerPatient": round(1000 * spark_slope, 2),
            "localFixedSeconds": round(local_fixed, 2), "localMsPerPatient": round(1000 * local_slope, 2),
            "slopeRatio": round(spark_slope / local_slope, 2) if local_slope > 0 else None,
+           "sparkCpuMsPerPatient": round(1000 * spark_cpu, 2), "localCpuMsPerPatient": round(1000 * local_cpu, 2),
+           "sparkFixedCpuSeconds": round(spark_cpu_fixed, 2),
+           "cpuSlopeRatio": round(spark_cpu / local_cpu, 2) if local_cpu > 0 else None,
            "wallRatioSmall": round(spark[0]["wallSeconds"] / local_small["wallSeconds"], 2),
            "wallRatioLarge": round(spark[1]["wallSeconds"] / local_large["wallSeconds"], 2)}
     print(f"  Spark: fixed {out['sparkFixedSeconds']} s (session start {out['sessionStartSeconds']} s), "
           f"{out['sparkMsPerPatient']} ms per patient; local: fixed {out['localFixedSeconds']} s, "
           f"{out['localMsPerPatient']} ms per patient (wall, 2 cores each)")
+    print(f"  CPU per patient (JVM and Python workers included): Spark {out['sparkCpuMsPerPatient']} ms, local "
+          f"{out['localCpuMsPerPatient']} ms: {out['cpuSlopeRatio']}x; Spark's fixed CPU "
+          f"{out['sparkFixedCpuSeconds']} s")
     print(f"  per-patient slope Spark / local: {out['slopeRatio']}x; whole wall time Spark / local: "
           f"{out['wallRatioSmall']}x at {count:,}, {out['wallRatioLarge']}x at {count * scale:,} patients")
     for p in big.glob("*"):
