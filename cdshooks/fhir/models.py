@@ -122,12 +122,18 @@ def validation_errors(resource: dict) -> list[str]:
 
 
 def invalid_paths(resource: dict) -> list[str]:
-    """The element paths that make a resource invalid R4 (empty when it is valid); no values, for logs."""
+    """The element paths that make a resource invalid R4 (empty when it is valid); no values, for logs.
+    A resource the fast path reads (see the module doc) is valid without building its model."""
     cls = _model_class(str(resource.get("resourceType", "")))
     if cls is None:
         return ["resourceType"]
+    fast, shape = _fast(resource)
+    if fast is not None:
+        return []
     try:
         cls.model_validate(resource)
+        if shape is not None:
+            _learn(cls, resource, shape)
     except ValidationError as exc:
         return [_path(tuple(err["loc"])) or "(resource)" for err in exc.errors()]
     except Exception:

@@ -186,3 +186,16 @@ def test_fast_valid_means_valid(resource):
     assert full.problems == [], (full.problems, resource)
     assert full.data == resource and fast.data is resource
     assert fast.model is not None
+
+
+def test_outbound_checks_agree_with_the_models():
+    """``invalid_paths`` (our suggested updates) takes the fast path only for what is valid."""
+    draft = {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
+             "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"text": "baclofen 10 mg"},
+             "dosageInstruction": [{"text": "10 mg three times daily"}]}
+    assert models.invalid_paths(draft) == []
+    assert models.invalid_paths(copy.deepcopy(draft)) == []  # the shape is known now
+    for status, bad in (("draft ", True), ("", True), ("active", False)):
+        changed = dict(draft, status=status)
+        assert bool(models.invalid_paths(changed)) is bad, status
+        assert models.invalid_paths(changed) == (["status"] if bad else [])
