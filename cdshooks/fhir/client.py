@@ -495,6 +495,11 @@ class FhirClient:
         first = self._get(f"{self.base}/{relative.lstrip('/')}", call)
         if first.get("resourceType") != "Bundle":
             return first  # a read
+        return self._follow(first, call)
+
+    def _follow(self, first: dict, call: _CallFetches) -> dict:
+        """``first`` (a searchset's first page, ours or the client's) with its ``next`` pages, the first
+        page counting as one of ``fetch_page_cap``; cut off as ``_search`` says."""
         first_entries = first.get("entry")
         entries = list(first_entries) if isinstance(first_entries, list) else []
         pages = 1
@@ -524,6 +529,34 @@ class FhirClient:
         if call.closed or time.monotonic() >= call.deadline:
             raise FetchError("timed out")  # waited in this server's queue past the call's deadline
         return self._search(relative, call)
+
+    def _continue(self, bundle: dict, call: _CallFetches) -> dict:
+        if call.closed or time.monotonic() >= call.deadline:
+            raise FetchError("timed out")
+        return self._follow(bundle, call)
+
+    def follow_many(self, bundles: dict[str, dict], deadline: float | None = None) -> dict[str, dict]:
+        """Each key's searchset page as the client sent it, with its ``next`` pages read from this
+        server (in parallel, the client's page counting as one of ``fetch_page_cap``, every ``next``
+        link checked as in ``_search``). Never raises: a key whose pages could not all be read before
+        ``deadline`` keeps what was read, still marked as having more (``_truncated``, or the
+        client's own ``next`` link)."""
+        deadline = deadline if deadline is not None else time.monotonic() + self.settings.call_budget
+        call = _CallFetches(deadline)
+        pool = _executor(self.origin, self.settings.fetch_per_server)
+        futures: dict[str, Future] = {key: pool.submit(self._continue, b, call) for key, b in bundles.items()}
+        try:
+            wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            call.close()
+        out: dict[str, dict] = {}
+        for key, fut in futures.items():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                out[key] = fut.result()
+            else:
+                fut.cancel()
+                out[key] = bundles[key]  # as sent: its next link keeps it incomplete
+        return out
 
     # -- several keys ---------------------------------------------------------------
     def search_many(self, queries: dict[str, str], deadline: float | None = None) -> dict[str, dict]:

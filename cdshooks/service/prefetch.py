@@ -15,10 +15,15 @@ product-level codes or references to Medication resources that a code search mis
   *missing* and fetched from ``fhirServer`` (all such keys in parallel, within the
   call's time budget); a key that still cannot be obtained raises ``DataUnavailable``
   (412). A failed fetch is never turned into *no data*;
-* a key whose results are only partly there is *incomplete*: a Bundle with a ``next``
-  link left (the client's page, or our fetch cut off at the page cap) or a fetch whose
-  later pages failed. Its resources are used, and ``Gathered.incomplete`` names it so
-  that no rule states absence of anything of its resource types (``Record.complete``).
+* a Bundle the client sent with a ``next`` link is completed from ``fhirServer`` when
+  there is one we may call and the budget allows: its ``next`` pages are read with the
+  same client, checks and page cap as a fetch (the client's page counts as the first),
+  after the missing keys are fetched and within what is left of the call's budget;
+* a key whose results are still only partly there is *incomplete*: a Bundle with a
+  ``next`` link left (the client's page we could not complete, or a fetch cut off at the
+  page cap) or a fetch whose later pages failed. Its resources are used, and
+  ``Gathered.incomplete`` names it so that no rule states absence of anything of its
+  resource types (``Record.complete``). A page we could not read never fails the call.
 """
 
 from __future__ import annotations
@@ -139,6 +144,7 @@ class Gathered:
     fetch_ms: float = 0.0
     incomplete: set[str] = field(default_factory=set)
     incomplete_types: set[str] = field(default_factory=set)   # resource types of the incomplete keys
+    followed: list[str] = field(default_factory=list)         # keys whose client page's next pages were read
 
 
 def resource_types(template: str) -> tuple[str, ...]:
@@ -220,6 +226,16 @@ def gather(templates: dict[str, str], request: dict, settings, client=None, dead
         out.fetched = sorted(to_fetch)
         out.fetch_ms = (time.monotonic() - started) * 1000
         out.incomplete.update(k for k, v in results.items() if isinstance(v, dict) and has_next(v))
+    partial = {k: v for k, v in out.values.items() if k in out.incomplete and k not in to_fetch
+               and isinstance(v, dict) and not v.get("_truncated")}
+    if partial and client is not None and (deadline is None or time.monotonic() < deadline):
+        started = time.monotonic()
+        for key, bundle in client.follow_many(partial, deadline=deadline).items():
+            out.values[key] = bundle
+            if not has_next(bundle):
+                out.incomplete.discard(key)
+        out.followed = sorted(partial)
+        out.fetch_ms += (time.monotonic() - started) * 1000
     for key in out.incomplete:
         out.incomplete_types.update(resource_types(templates[key]))
     return out
