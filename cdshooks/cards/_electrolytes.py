@@ -31,6 +31,7 @@ READS = {
     "serviceRequests": _ORDERS,
     "procedures": _ORDERS,
     "diagnosticReports": _ORDERS,
+    "labReports": (),  # every lab report: a panel with a local code holds its results too
 }
 
 # Display names of the labs of ``clinical.LABS`` used in card text.

@@ -55,6 +55,9 @@ class DataKey:
     fixed: str = ""            # extra fixed parameters
     coded: bool = True         # filtered by the codes of the rules' value sets
     systems: tuple[str, ...] = ()  # code systems searched (empty: all)
+    # A supplementary key: when it cannot be obtained its resource types are incomplete (no "no X"
+    # of them), never a 412 (a client that prefetches what an older discovery listed still works).
+    supplementary: bool = False
 
 
 DATA_KEYS: dict[str, DataKey] = {
@@ -68,6 +71,11 @@ DATA_KEYS: dict[str, DataKey] = {
                                systems=(SNOMED, LOINC, CPT)),
     "procedures": DataKey("Procedure", "-date", 50, systems=(SNOMED, LOINC, CPT)),
     "diagnosticReports": DataKey("DiagnosticReport", "-date", 50, systems=(SNOMED, LOINC, CPT)),
+    # Lab reports by category, not code: a panel whose own code is local (its members LOINC-coded, often
+    # contained) is missed by a code search; US Core servers support patient + category.
+    "labReports": DataKey("DiagnosticReport", "-date", 50,
+                          "category=http://terminology.hl7.org/CodeSystem/v2-0074%7CLAB", coded=False,
+                          supplementary=True),
 }
 
 # The two guideline summaries the catalogue is built from (../shared/guideline/).

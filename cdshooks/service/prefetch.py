@@ -19,6 +19,8 @@ product-level codes or references to Medication resources that a code search mis
   there is one we may call and the budget allows: its ``next`` pages are read with the
   same client, checks and page cap as a fetch (the client's page counts as the first),
   after the missing keys are fetched and within what is left of the call's budget;
+* a *supplementary* key (``DataKey.supplementary``: lab reports by category) that is
+  missing and cannot be fetched is *incomplete*, never a 412;
 * a key whose results are still only partly there is *incomplete*: a Bundle with a
   ``next`` link left (the client's page we could not complete, or a fetch cut off at the
   page cap) or a fetch whose later pages failed. Its resources are used, and
@@ -202,9 +204,18 @@ def gather(templates: dict[str, str], request: dict, settings, client=None, dead
     context = request.get("context") or {}
     out = Gathered()
     to_fetch: dict[str, str] = {}
+    optional: dict[str, str] = {}
     for key, template in templates.items():
         value = prefetch.get(key) if key in prefetch else ...
         kind = "missing" if value is ... else meaning(value, template)
+        spec = DATA_KEYS.get(key.split("-")[0])
+        if kind == "missing" and spec is not None and spec.supplementary:
+            query = expand_template(template, context)
+            if query is None or client is None:
+                out.incomplete.add(key)  # not obtained: its types are not whole, the call goes on
+            else:
+                optional[key] = query
+            continue
         if kind != "missing":
             out.values[key] = value  # None means "no data"
             if kind == "partial":
@@ -225,6 +236,17 @@ def gather(templates: dict[str, str], request: dict, settings, client=None, dead
         out.values.update(results)
         out.fetched = sorted(to_fetch)
         out.fetch_ms = (time.monotonic() - started) * 1000
+        out.incomplete.update(k for k, v in results.items() if isinstance(v, dict) and has_next(v))
+    if optional and client is not None:
+        started = time.monotonic()
+        try:
+            results = client.search_many(optional, deadline=deadline)
+        except FetchError:
+            results = {}
+            out.incomplete.update(optional)  # a supplementary key that failed: incomplete, not 412
+        out.values.update(results)
+        out.fetched = sorted(set(out.fetched) | set(results))
+        out.fetch_ms += (time.monotonic() - started) * 1000
         out.incomplete.update(k for k, v in results.items() if isinstance(v, dict) and has_next(v))
     partial = {k: v for k, v in out.values.items() if k in out.incomplete and k not in to_fetch
                and isinstance(v, dict) and not v.get("_truncated")}

@@ -48,7 +48,9 @@ def test_prefetch_templates_are_narrow(client):
             assert params["patient"] == "{{context.patientId}}", template
             assert int(params["_count"]) <= 200, template
             assert "_sort" in params, template
-            if rtype in ("Condition", "Observation", "ServiceRequest", "Procedure", "DiagnosticReport"):
+            if key == "labReports":  # lab reports by category: a panel's own code may be local only
+                assert params.get("category", "").endswith("v2-0074%7CLAB"), template
+            elif rtype in ("Condition", "Observation", "ServiceRequest", "Procedure", "DiagnosticReport"):
                 assert params.get("code"), f"{key} must be filtered by code: {template}"
             else:
                 assert params.get("status"), f"{key} must be filtered by status: {template}"

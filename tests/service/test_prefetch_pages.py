@@ -114,3 +114,15 @@ def test_a_hook_call_with_a_paged_prefetch_is_whole_after_following(server, tmp_
     # the same call without a fhirServer: the pages are used as sent, the keys are incomplete
     body.pop("fhirServer")
     assert "observations" in answered(body)["incomplete_keys"]
+
+
+def test_a_supplementary_key_is_fetched_and_a_failure_leaves_it_incomplete(server, tmp_path):
+    base, _ = server
+    s = make_settings(tmp_path)
+    templates = {"labReports": "DiagnosticReport?patient={{context.patientId}}&category=LAB&_sort=-date&_count=50"}
+    request = {"context": {"patientId": PATIENT}, "prefetch": {}}
+    out = gather(templates, request, s, FhirClient(f"{base}/fhir", s))
+    assert out.values["labReports"]["resourceType"] == "Bundle" and out.incomplete == set()
+    failed = gather(templates, request, s, FhirClient(f"{base}/error500/fhir", s))  # no DataUnavailable
+    assert "labReports" not in failed.values and failed.incomplete == {"labReports"}
+    assert failed.incomplete_types == {"DiagnosticReport"}
