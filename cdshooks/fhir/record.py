@@ -25,7 +25,7 @@ from .models import Problem
 from .terminology import ICD10CM, ValueSet, concept_words, items, normalize_code, one
 from .terminology import codings as codings_in
 
-__all__ = ["Record", "CONCEPT_FIELDS", "flatten", "concept_unreadable"]
+__all__ = ["Record", "CONCEPT_FIELDS", "flatten", "untyped_entries", "concept_unreadable"]
 
 # The element that carries each resource type's main code.
 CONCEPT_FIELDS = {
@@ -50,6 +50,20 @@ def flatten(value: object) -> Iterator[dict]:
                 yield from flatten(entry.get("resource"))
     elif isinstance(value.get("resourceType"), str):
         yield value
+
+
+def untyped_entries(value: object) -> int:
+    """How many entries of a Bundle (nested Bundles too) hold an object whose ``resourceType`` cannot be
+    read: ``flatten`` leaves them out, yet each could be of any type."""
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+        return 0
+    count = 0
+    for entry in items(value.get("entry")):
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict):
+            count += untyped_entries(res) if res.get("resourceType") == "Bundle" else (
+                not isinstance(res.get("resourceType"), str))
+    return count
 
 
 def _names_other_patient(reference: str, patient_ref: str) -> bool:
@@ -125,6 +139,8 @@ def _signature(concept: dict) -> tuple:
         return ("unhashable", id(concept))
 
 
+_NO_TYPE = object()  # before the first entry of a Bundle
+
 # Types whose main code says what a resource is (a Medication may be named by its ingredients).
 _CODED_TYPES = frozenset(CONCEPT_FIELDS) - {"Medication"}
 
@@ -189,7 +205,7 @@ class Record:
         # filed by type and by concept; checks that only matter for the resources rules read
         # (another patient's, a second copy) happen when they are read (``_usable``).
         by_type, all_groups, full_urls = self._by_type, self._groups, self._full_urls
-        last_type: object = None
+        last_type: object = _NO_TYPE  # no resourceType (None) is a type change too
         same_type: list[dict] = []
         groups: dict[tuple, list[tuple[int, dict]]] = {}
         field_name = "code"

@@ -31,7 +31,7 @@ from ..cards.card import INDICATORS, TOPIC_SYSTEM, Card
 from ..cards.registry import HOOKS, Call, Rule, rules_for
 from ..config import Settings
 from ..fhir.client import FhirClient, base_url_problem
-from ..fhir.record import Record, flatten
+from ..fhir.record import Record, flatten, untyped_entries
 from ..store import IssuedCard, Store
 from . import prefetch
 from .errors import DataUnobtainable, DeadlineExceeded, InvalidRequest, TooLarge, UnknownService
@@ -260,6 +260,9 @@ class Engine:
         record = Record.from_prefetch(patient_id, gathered.values.values(), now)
         record.mark_incomplete(*gathered.incomplete_types)
         drafts, orders = self._orders(service.hook, context)
+        if service.hook != "patient-view":
+            # a draft whose resourceType cannot be read could be any order: no absence can be stated beside it
+            record.untyped += untyped_entries(context.get("draftOrders"))
         # drafts are read like any record data: faulty elements repaired or dropped, so that an
         # update a card suggests starts from valid R4
         read = {id(d): record.read(d) for d in drafts}

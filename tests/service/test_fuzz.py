@@ -323,6 +323,11 @@ def test_mutating_one_element_of_a_fixture_patient(service, data):
     ("baclofen-dosing-cirrhosis-raise-sign", "baclofen-dosing-cirrhosis-raise-cirrhosis", "resourceType",
      "-Infinity"),
     ("baclofen-dosing-spasticity", "baclofen-dosing-spasticity-ms", "verificationStatus.coding.0.code", "boolean"),
+    # the first entry of a searchset whose resourceType is null is untyped too
+    ("emg-evaluation-benign-after-negative", "emg-evaluation-benign-after-negative-emg", "resourceType", "null"),
+    # a draft order whose resourceType cannot be read could be the referral: no "no referral among the drafts"
+    ("mnd-red-flag-emg-with-referral-sign", "mnd-red-flag-emg-with-referral-referral-draft", "resourceType",
+     "-Infinity"),
 ])
 def test_one_mutation_example(service, scenario, resource_id, element, how):
     """Minimal examples found by the property above, kept as named cases."""
