@@ -10,7 +10,10 @@ Starts two gunicorn servers on free loopback ports, with the same worker count a
 
 Requests are paired: bare floor, own floor and service are called in turn, one request each, the
 order rotating from round to round, so a burst of load from elsewhere on the machine hits all three
-alike. Each request opens its own connection, for all three alike.
+alike. Each request opens its own connection, for all three alike. Each record is sent as many
+bodies in turn, each with its times moved by its own few seconds (``bodies_of``): no call reads a
+time an earlier call read, as with a new patient each time, so no cache of values flatters the
+service (``--variants 1`` sends one body throughout, to show what such caches save).
 
 Records (``patient-view``; every record has a fasciculation and a cramp, so most rules run):
 
@@ -25,9 +28,12 @@ Records (``patient-view``; every record has a fasciculation and a cramp, so most
   fit of p50 against the number of resources.
 
 Before anything else, one typical call per worker is sent to the fresh service, all at once: the
-"first calls" row compares those with a later round of the same shape ("no cold first call").
+"first calls" row compares those with a later round of another body of the same shape, so that
+both rounds read times not seen before ("no cold first call"), in
+wall time (the slowest call of each round, where queueing on the cores shows too) and in the CPU
+the workers spent per call (every thread, from /proc), which queueing does not change.
 
-    .venv/bin/python bench/run.py [--rounds 150] [--seconds 12] [--workers N] [--json results.json]
+    .venv/bin/python bench/run.py [--rounds 150] [--seconds 12] [--workers N] [--variants N] [--json results.json]
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -327,6 +334,45 @@ def hook_body(resources: list[dict], templates: dict[str, str]) -> bytes:
     }).encode()
 
 
+_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _shifted(value: object, seconds: int) -> object:
+    """``value`` with every instant ("2026-11-01T08:00:00Z", "2019-03-04T10:00:00-05:00") moved ``seconds``
+    earlier, written as it was (UTC as ``Z``, an offset as that offset)."""
+    if isinstance(value, dict):
+        return {k: _shifted(v, seconds) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v, seconds) for v in value]
+    if isinstance(value, str) and _INSTANT.match(value):
+        moved = datetime.fromisoformat(value.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+        return moved.isoformat().replace("+00:00", "Z") if value.endswith("Z") else moved.isoformat()
+    return value
+
+
+def _instants(value: object) -> int:
+    if isinstance(value, dict):
+        return sum(_instants(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_instants(v) for v in value)
+    return int(isinstance(value, str) and bool(_INSTANT.match(value)))
+
+
+# More distinct times than the service's date cache holds (cards/clinical/dates.py, 32,768), sent in turn:
+# each call then parses its times as a new patient's record would make it.
+DISTINCT_TIMES = 40_000
+
+
+def bodies_of(resources: list[dict], templates: dict[str, str], variants: int | None = None) -> list[bytes]:
+    """Hook bodies of the record sent in turn, each with its times moved by its own number of seconds,
+    so that the times a call reads were not read before (by default enough bodies for DISTINCT_TIMES
+    times, at least 2); ``variants=1``: the same body every time, which lets a cache of values serve
+    every call after the first."""
+    if variants is None:
+        variants = min(400, max(2, -(-DISTINCT_TIMES // max(1, _instants(resources)))))
+    return [hook_body(resources if k == 0 else _shifted(resources, k * 61), templates) for k in range(variants)]
+
+
 # -- measuring --------------------------------------------------------------------------
 class Target:
     def __init__(self, name: str, port: int, path: str):
@@ -349,17 +395,19 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
-def paired(targets: list[Target], body: bytes, rounds: int, seconds: float, warmup: int = 6) -> dict:
-    """Latencies of ``rounds`` rounds, one request to each target per round, the order rotating."""
+def paired(targets: list[Target], bodies: list[bytes], rounds: int, seconds: float, warmup: int = 6) -> dict:
+    """Latencies of ``rounds`` rounds, one request to each target per round (the same body within a
+    round, the next body the next round), the order rotating."""
     errors = 0
-    for _ in range(warmup):
+    for k in range(warmup):
         for t in targets:
-            errors += t.post(body)[1] != 200
+            errors += t.post(bodies[k % len(bodies)])[1] != 200
     lat: dict[str, list[float]] = {t.name: [] for t in targets}
     stop_at = time.monotonic() + seconds
     for i in range(rounds):
         if i >= 5 and time.monotonic() > stop_at:
             break
+        body = bodies[i % len(bodies)]
         for t in targets[i % len(targets):] + targets[:i % len(targets)]:
             ms, status = t.post(body)
             lat[t.name].append(ms)
@@ -367,7 +415,7 @@ def paired(targets: list[Target], body: bytes, rounds: int, seconds: float, warm
     return {"lat": lat, "errors": errors}
 
 
-def throughput(targets: list[Target], body: bytes, clients: int, phase_seconds: float, phases: int) -> dict:
+def throughput(targets: list[Target], bodies: list[bytes], clients: int, phase_seconds: float, phases: int) -> dict:
     """Requests per second of each target under ``clients`` concurrent clients, in alternating phases."""
     done = {t.name: 0 for t in targets}
     spent = {t.name: 0.0 for t in targets}
@@ -380,7 +428,7 @@ def throughput(targets: list[Target], body: bytes, clients: int, phase_seconds: 
 
         def client(k: int) -> None:
             while time.monotonic() < stop_at:
-                bad[k] += target.post(body)[1] != 200
+                bad[k] += target.post(bodies[(k + counts[k]) % len(bodies)])[1] != 200
                 counts[k] += 1
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
@@ -393,6 +441,33 @@ def throughput(targets: list[Target], body: bytes, clients: int, phase_seconds: 
         done[target.name] += sum(counts)
         errors += sum(bad)
     return {"rps": {n: done[n] / spent[n] for n in done}, "errors": errors}
+
+
+def workers_cpu_ms(master: subprocess.Popen) -> float | None:
+    """CPU milliseconds the master's worker processes have used so far (every thread; from /proc),
+    or None where /proc does not say."""
+    try:
+        children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+        total = 0
+        for pid in children:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def settle(master: subprocess.Popen, seconds: float = 15) -> None:
+    """Wait until the workers are idle (each readies itself after its fork: see gunicorn_conf), so the
+    first calls meet ready workers and their CPU is the calls' own."""
+    deadline = time.monotonic() + seconds
+    last = workers_cpu_ms(master)
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = workers_cpu_ms(master)
+        if now is None or now - last < 5:
+            return
+        last = now
 
 
 def first_calls(target: Target, body: bytes, workers: int) -> tuple[list[float], int]:
@@ -435,6 +510,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="worker processes of both servers (default: the service's)")
     parser.add_argument("--sweep", default="100,300,1000,3000,10000,30000",
                         help="Observation counts of the size sweep (comma-separated; empty: none)")
+    parser.add_argument("--variants", type=int,
+                        help="bodies per record, each with its own times, sent in turn (default: enough for "
+                             f"{DISTINCT_TIMES:,} distinct times; 1: the same body every time, which lets a cache "
+                             "of values serve every call after the first)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -453,19 +532,33 @@ def main() -> int:
         services = json.loads(conn.getresponse().read())["services"]
         templates = next(s for s in services if s["hook"] == "patient-view")["prefetch"]
         service = Target("service", svc_port, SERVICE)
-        typical = hook_body(typical_resources(110_000), templates)
+        typicals = bodies_of(typical_resources(110_000), templates, max(2, args.variants or 0) or None)
+        typical = typicals[0]
         _all_workers_up(procs[0], workers)
+        settle(procs[0])
+        cpu_before = workers_cpu_ms(procs[0])
         cold, bad = first_calls(service, typical, workers)
+        time.sleep(0.5)  # the issued-card writers' work of the round too
+        cpu_cold = workers_cpu_ms(procs[0])
         errors += bad
         procs.append(start_floor(floor_port, workers, worker_class, threads))
         bare, own = Target("bare", floor_port, "/parse"), Target("own", svc_port, "/_bench/parse")
-        for _ in range(3 * workers):
-            service.post(typical)
-        warm, bad = first_calls(service, typical, workers)
+        for k in range(3 * workers):
+            service.post(typicals[k % len(typicals)])
+        time.sleep(0.5)
+        cpu_warm_from = workers_cpu_ms(procs[0])
+        warm, bad = first_calls(service, typicals[1], workers)  # a record not sent before, like the first round's
+        time.sleep(0.5)
+        cpu_warm = workers_cpu_ms(procs[0])
         errors += bad
+        cpu = None
+        if None not in (cpu_before, cpu_cold, cpu_warm_from, cpu_warm):
+            cpu = ((cpu_cold - cpu_before) / workers, (cpu_warm - cpu_warm_from) / workers)  # type: ignore[operator]
         rows.append({"record": "first calls (one per worker, at once)", "bytes": len(typical), "clients": workers,
                      "resources": None, "cold_ms": [round(x, 2) for x in cold], "warm_ms": [round(x, 2) for x in warm],
-                     "ratio": max(cold) / max(warm)})
+                     "ratio": max(cold) / max(warm),
+                     "cpu_ms_per_call": [round(x, 2) for x in cpu] if cpu else None,
+                     "cpu_ratio": cpu[0] / cpu[1] if cpu and cpu[1] > 0 else None})
 
         records: list[tuple[str, list[dict], float]] = [
             ("typical", typical_resources(110_000), 1.0), ("large", large_resources(3000), 1.0),
@@ -474,8 +567,9 @@ def main() -> int:
         if synthea:
             records.append((f"synthea ({synthea[1][:24]})", synthea[0], 0.6))
         for name, resources, share in records:
-            body = hook_body(resources, templates)
-            run = paired([bare, own, service], body, int(args.rounds * share), args.seconds * share)
+            bodies = bodies_of(resources, templates, args.variants)
+            body = bodies[0]
+            run = paired([bare, own, service], bodies, int(args.rounds * share), args.seconds * share)
             errors += run["errors"]
             lat = run["lat"]
             lo, hi = _block_ratios(lat["service"], lat["bare"])
@@ -486,7 +580,8 @@ def main() -> int:
                          "ratio": statistics.median(lat["service"]) / statistics.median(lat["bare"]),
                          "ratio_own": statistics.median(lat["service"]) / statistics.median(lat["own"]),
                          "spread": (lo, hi)})
-        tp = throughput([bare, service, own], typical, 8, phase_seconds=1.5, phases=3)
+        tp = throughput([bare, service, own], typicals[:args.variants or len(typicals)], 8, phase_seconds=1.5,
+                        phases=3)
         errors += tp["errors"]
         rows.append({"record": "typical, 8 clients (req/s)", "bytes": len(typical), "clients": 8, "resources": None,
                      "bare_rps": tp["rps"]["bare"], "own_rps": tp["rps"]["own"], "service_rps": tp["rps"]["service"],
@@ -496,9 +591,10 @@ def main() -> int:
         sweep = [int(n) for n in args.sweep.split(",") if n.strip()]
         points: dict[str, list[tuple[int, float]]] = {"bare": [], "own": [], "service": []}
         for n in sweep:
-            body = hook_body(sloppy_resources(n), templates)
+            bodies = bodies_of(sloppy_resources(n), templates, args.variants)
+            body = bodies[0]
             budget = min(args.seconds, 4.0)
-            run = paired([bare, own, service], body, 40, budget, warmup=2)
+            run = paired([bare, own, service], bodies, 40, budget, warmup=2)
             errors += run["errors"]
             lat = run["lat"]
             for t, v in lat.items():
@@ -533,6 +629,11 @@ def main() -> int:
         if "cold_ms" in r:
             print(f"| {r['record']} | {size} | | | | first: max {max(r['cold_ms']):.1f}, later round: max "
                   f"{max(r['warm_ms']):.1f} | {r['ratio']:.2f}x (first / later) | | ≈1x |")
+            if r.get("cpu_ratio"):
+                first, later = r["cpu_ms_per_call"]
+                print(f"| first calls, workers' CPU per call (all threads, /proc) | {size} | | | "
+                      f"| first: {first:.1f} ms, later round: {later:.1f} ms | {r['cpu_ratio']:.2f}x (first / later) "
+                      "| | ≈1x |")
             continue
         if "bare_rps" in r:
             print(f"| {r['record']} | {size} | | {r['bare_rps']:.0f} req/s | {r['own_rps']:.0f} req/s "

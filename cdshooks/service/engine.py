@@ -175,7 +175,7 @@ class Engine:
                 for resource in warm_up_resources():
                     models.parse(resource)
                 for service in self.services.values():
-                    self.answer(service.id, warm_up_request(service))
+                    self.answer(service.id, warm_up_request(service, history=24))  # every lab shape of warmup.py
                 compiled("feedback"), validator("feedback")
         except Exception as exc:  # never stop start-up: the service still answers, only slower at first
             logs.event("service.warm_up_failed", logging.WARNING, error=type(exc).__name__)

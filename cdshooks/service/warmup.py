@@ -73,16 +73,7 @@ def warm_up_resources(history: int = 0) -> list[dict]:
 
     sct, icd, loinc = "http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm", "http://loinc.org"
     labs = [("2823-3", 4.1, "mmol/L"), ("19123-9", 2.0, "mg/dL"), ("17861-6", 9.4, "mg/dL"), ("1751-7", 4.0, "g/dL")]
-    past = [
-        {"resourceType": "Observation", "id": f"wh{i}", "status": "final", "subject": subject,
-         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                   "code": "laboratory"}]}],
-         "code": {"coding": [{"system": loinc, "code": code}]},
-         "effectiveDateTime": (today - timedelta(days=3 + 15 * (i // len(labs)))).isoformat(timespec="seconds"),
-         "valueQuantity": {"value": round(value * (0.9 + 0.2 * ((i * 7) % 11) / 10), 2), "unit": unit,
-                           "system": "http://unitsofmeasure.org", "code": unit}}
-        for i, (code, value, unit) in ((i, labs[i % len(labs)]) for i in range(history))
-    ]
+    past = [_lab(i, subject, today, *labs[i % len(labs)]) for i in range(history)]
     return past + [
         condition("w1", sct, "82470000"), condition("w2", icd, "M62.81"), condition("w3", icd, "R25.2"),
         condition("w4", icd, "K74.60"), condition("w5", icd, "M79.651"),
@@ -105,6 +96,40 @@ def warm_up_resources(history: int = 0) -> list[dict]:
          "effectiveDateTime": old, "code": {"coding": [{"system": sct, "code": "42803009"}]},
          "conclusion": "Normal study"},
     ]
+
+
+def _lab(i: int, subject: dict, today: datetime, code: str, value: float, unit: str) -> dict:
+    """A lab result in the element order FHIR servers write, in one of the shapes they commonly send:
+    bare; as a bulk export carries it (meta, display and text, encounter, issued); with an
+    interpretation and a reference range. (The reader learns each shape once: see fhir/models.py.)"""
+    quantity = {"value": round(value * (0.9 + 0.2 * ((i * 7) % 11) / 10), 2), "unit": unit,
+                "system": "http://unitsofmeasure.org", "code": unit}
+    when = (today - timedelta(days=3 + 15 * (i // 4))).isoformat(timespec="seconds")
+    category = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                             "code": "laboratory"}]}]
+    obs: dict = {"resourceType": "Observation", "id": f"wh{i}"}
+    variant = (i // 4) % 3
+    if variant == 1:
+        obs["meta"] = {"lastUpdated": when}
+    obs["status"] = "final"
+    obs["category"] = category
+    obs["code"] = {"coding": [{"system": "http://loinc.org", "code": code}]}
+    if variant == 1:
+        category[0]["coding"][0]["display"] = "Laboratory"
+        obs["code"]["coding"][0]["display"] = obs["code"]["text"] = f"lab {code}"
+    obs["subject"] = subject
+    if variant == 1:
+        obs["encounter"] = {"reference": f"Encounter/warm-up-{i // 8}"}
+    obs["effectiveDateTime"] = when
+    if variant == 1:
+        obs["issued"] = when
+    obs["valueQuantity"] = quantity
+    if variant == 2:
+        obs["interpretation"] = [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "N"}]}]
+        obs["referenceRange"] = [{"low": dict(quantity, value=round(value * 0.8, 2)),
+                                  "high": dict(quantity, value=round(value * 1.2, 2))}]
+    return obs
 
 
 def warm_up_request(service: Service, history: int = 0) -> dict:
