@@ -320,7 +320,9 @@ def _repair(data: dict, errors: list, rtype: str, problems: list[Problem], cls: 
 
 # -- the fast path (see the module doc) ------------------------------------------------------
 _NO_PLAN = False       # a shape whose primitive values cannot all be told a check: always the full path
-_PLAN_LIMIT = 4096     # shapes remembered per process (element names and types only)
+_PLAN_LIMIT = 4096     # shapes remembered per process (element names and types only); past it the older half goes
+_LEAF_LIMIT = 512      # a resource with more primitive values than this (a report with many contained results)
+#                        is read the full way: its shape would cost more memory than its reading saves
 _plans: dict[Any, Any] = {}  # shape -> the checks of its primitive values, or _NO_PLAN
 _checks: dict[int, tuple[object, Callable]] = {}   # id(annotation) -> (annotation, its validator)
 _fields_of: dict[type, dict[str, Any]] = {}        # model class -> {JSON name: FieldInfo}
@@ -419,7 +421,7 @@ def _plan_value(annotation: Any, item: Any, out: list) -> bool:
 
 def _learn(cls: Any, resource: dict, shape: Any) -> None:
     """Remember the checks of a shape just validated clean (or that it has none to remember)."""
-    if shape in _plans or len(_plans) >= _PLAN_LIMIT:
+    if shape in _plans:
         return
     checks: list = []
     try:
@@ -427,6 +429,9 @@ def _learn(cls: Any, resource: dict, shape: Any) -> None:
     except Exception:  # an annotation pydantic cannot check alone: this shape takes the full path
         plan = _NO_PLAN
     with _learning:
+        if len(_plans) >= _PLAN_LIMIT:  # the half learnt first goes (a dict keeps insertion order)
+            for old in list(_plans)[:_PLAN_LIMIT // 2]:
+                del _plans[old]
         _plans.setdefault(shape, plan)
 
 
@@ -435,6 +440,8 @@ def _fast(resource: dict) -> tuple[Reading | None, Any]:
     leaves: list = []
     try:
         shape = _shape(resource, leaves)
+        if len(leaves) > _LEAF_LIMIT:
+            return None, None
         plan = _plans.get(shape)
     except (RecursionError, TypeError):
         return None, None

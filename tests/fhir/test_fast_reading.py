@@ -104,7 +104,8 @@ def test_shapes_hold_no_values():
 
 
 def test_what_is_learnt_is_bounded(monkeypatch):
-    monkeypatch.setattr(models, "_PLAN_LIMIT", 3)
+    """At most _PLAN_LIMIT shapes; past it the half learnt first makes room, so learning goes on."""
+    monkeypatch.setattr(models, "_PLAN_LIMIT", 4)
     for i in range(10):  # ten shapes: with and without an id, a value, a second coding...
         resource: dict = {"resourceType": "Observation", "status": "final", "code": {"coding": [
             {"system": "http://loinc.org", "code": "2823-3"}] * (1 + i % 4)}}
@@ -113,7 +114,22 @@ def test_what_is_learnt_is_bounded(monkeypatch):
         if i >= 4:
             resource["id"] = f"o{i}"
         models.read(resource)
-    assert len(models._plans) <= 3
+        assert len(models._plans) <= 4
+    assert models.read(resource).lazy is True  # the last shape learnt is known
+    first = {"resourceType": "Observation", "status": "final",
+             "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3"}]}}
+    assert models.read(first).lazy is False  # the first made room: read the full way, and learnt again
+
+
+def test_a_resource_with_very_many_values_is_read_the_full_way():
+    report = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "panel"},
+              "contained": [{"resourceType": "Observation", "id": f"m{i}", "status": "final",
+                             "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3"}]},
+                             "valueQuantity": {"value": 4.1, "unit": "mmol/L"}} for i in range(200)]}
+    for _ in range(3):
+        reading = models.read(report)
+        assert reading.problems == [] and not reading.lazy
+    assert models._plans == {}
 
 
 # -- the same shapes, other values -----------------------------------------------------------------
