@@ -559,12 +559,17 @@ class FhirClient:
         return out
 
     # -- several keys ---------------------------------------------------------------
-    def search_many(self, queries: dict[str, str], deadline: float | None = None) -> dict[str, dict]:
-        """Run each key's search in parallel; all must succeed before ``deadline``."""
+    def search_many(self, queries: dict[str, str], deadline: float | None = None,
+                    optional: frozenset[str] | set[str] = frozenset()) -> dict[str, dict]:
+        """Run each key's search in parallel; all but the ``optional`` keys must succeed before
+        ``deadline`` (else ``FetchError``). An optional key whose search fails or is late is left out
+        of the result, and never stops the others."""
         deadline = deadline if deadline is not None else time.monotonic() + self.settings.call_budget
         call = _CallFetches(deadline)
         pool = _executor(self.origin, self.settings.fetch_per_server)
-        futures: dict[str, Future] = {key: pool.submit(self._task, q, call) for key, q in queries.items()}
+        futures: dict[str, Future] = {
+            key: pool.submit(self._optional_task if key in optional else self._task, q, call)
+            for key, q in queries.items()}
         try:
             done, pending = wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()),
                                  return_when=FIRST_EXCEPTION)
@@ -572,22 +577,36 @@ class FhirClient:
             call.close()  # whatever is still reading for this call stops now
         results: dict[str, dict] = {}
         failed: list[str] = []
+        left_out: list[str] = []
         reason = "timed out"
         for key, fut in futures.items():
             if fut in pending:
-                failed.append(key)
+                (left_out if key in optional else failed).append(key)
                 fut.cancel()
                 continue
             try:
-                results[key] = fut.result()
+                result = fut.result()
             except FetchError as exc:
                 failed.append(key)
                 if exc.reason != "timed out" or reason == "timed out":
                     reason = exc.reason
+                continue
+            if result is None:
+                left_out.append(key)
+            else:
+                results[key] = result
+        if left_out:
+            logs.event("fhir.fetch_failed", keys=sorted(left_out), reason="optional key not obtained")
         if failed:
             logs.event("fhir.fetch_failed", keys=sorted(failed), reason=reason)
             raise FetchError(reason, sorted(failed))
         return results
+
+    def _optional_task(self, relative: str, call: _CallFetches) -> dict | None:
+        try:
+            return self._task(relative, call)
+        except FetchError:
+            return None
 
 
 def _next_link(bundle: dict) -> str | None:

@@ -225,28 +225,20 @@ def gather(templates: dict[str, str], request: dict, settings, client=None, dead
         if query is None:
             raise DataUnavailable([key], "prefetch template has no value for a token")
         to_fetch[key] = query
-    if to_fetch:
-        if client is None:
-            raise DataUnavailable(to_fetch, "prefetch data missing and no usable fhirServer")
+    if to_fetch and client is None:
+        raise DataUnavailable(to_fetch, "prefetch data missing and no usable fhirServer")
+    if (to_fetch or optional) and client is not None:
+        # required and supplementary keys in one parallel round: a supplementary key that fails or is
+        # late leaves its types incomplete, never a 412
         started = time.monotonic()
         try:
-            results = client.search_many(to_fetch, deadline=deadline)
+            results = client.search_many({**to_fetch, **optional}, deadline=deadline, optional=set(optional))
         except FetchError as exc:
             raise DataUnavailable(exc.keys or to_fetch, exc.reason) from None
         out.values.update(results)
-        out.fetched = sorted(to_fetch)
+        out.incomplete.update(k for k in optional if k not in results)
+        out.fetched = sorted(results)
         out.fetch_ms = (time.monotonic() - started) * 1000
-        out.incomplete.update(k for k, v in results.items() if isinstance(v, dict) and has_next(v))
-    if optional and client is not None:
-        started = time.monotonic()
-        try:
-            results = client.search_many(optional, deadline=deadline)
-        except FetchError:
-            results = {}
-            out.incomplete.update(optional)  # a supplementary key that failed: incomplete, not 412
-        out.values.update(results)
-        out.fetched = sorted(set(out.fetched) | set(results))
-        out.fetch_ms += (time.monotonic() - started) * 1000
         out.incomplete.update(k for k, v in results.items() if isinstance(v, dict) and has_next(v))
     partial = {k: v for k, v in out.values.items() if k in out.incomplete and k not in to_fetch
                and isinstance(v, dict) and not v.get("_truncated")}

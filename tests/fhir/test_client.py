@@ -190,3 +190,41 @@ def test_server_not_in_the_allowlist_is_never_contacted(server, tmp_path, log):
     resp = call(tmp_path, f"{base}/fhir", fhir_servers=("https://ehr.example.org/fhir",))
     assert resp.status_code == 412
     assert log.seen() == []
+
+
+def test_optional_keys_run_beside_the_others_and_never_fail_the_call(server, tmp_path, log):
+    """Supplementary searches (``optional``) go in the same parallel round as the required ones; one
+    that fails or is late is left out, and the required ones still answer."""
+    base, state = server
+    settings = make_settings(tmp_path)
+    state.slow_seconds = 0.4
+    slow = f"{base}/slow/fhir"
+    started = time.monotonic()
+    out = client_for(slow, settings).search_many({"k": QUERY, "j": QUERY, "opt": QUERY}, optional={"opt"})
+    took = time.monotonic() - started
+    assert set(out) == {"k", "j", "opt"}
+    assert took < 0.4 * 2, f"the three searches ran one after another ({took:.2f} s)"
+    failing = client_for(f"{base}/error500/fhir", settings)
+    assert failing.search_many({"opt": QUERY}, optional={"opt"}) == {}
+    with pytest.raises(FetchError) as caught:
+        failing.search_many({"k": QUERY, "opt": QUERY}, optional={"opt"})
+    assert caught.value.keys == ["k"]
+    late = client_for(slow, settings).search_many({"k": "Patient?_id=" + PATIENT, "opt": QUERY + "&_delay=3"},
+                                                  deadline=time.monotonic() + 1.0, optional={"opt"})
+    assert "opt" not in late
+
+
+def test_a_hook_fetches_lab_reports_in_the_same_round_as_the_rest(server, tmp_path, log):
+    """Without prefetch, the supplementary lab-report search does not add a round-trip: the call
+    against a server that takes 0.4 s per search takes about one such wait, not two."""
+    base, state = server
+    state.slow_seconds = 0.4
+    app = create_app(make_settings(tmp_path, fhir_servers=(base,), fetch_per_server=16))
+    body = hook_request("patient-view", patient_id=PATIENT, fhirServer=f"{base}/slow/fhir")
+    started = time.monotonic()
+    resp = CheckedClient(app).hook("fasciculation-patient-view", body)
+    took = time.monotonic() - started
+    app.extensions["cdshooks"].store.dispose()
+    assert resp.status_code == 200
+    assert any(r.path.endswith("/DiagnosticReport") for r in log.seen("slow")), "lab reports were searched"
+    assert took < 0.4 * 1.9, f"the lab-report search waited for the others ({took:.2f} s)"
