@@ -15,6 +15,8 @@ import time
 import uuid
 from contextvars import ContextVar
 
+import orjson
+
 __all__ = ["configure", "event", "logger", "set_request_id", "new_request_id", "JsonFormatter"]
 
 logger = logging.getLogger("cdshooks")
@@ -55,7 +57,10 @@ class JsonFormatter(logging.Formatter):
             body.update({k: "[redacted]" if k.lower() in _SECRET_FIELDS else v for k, v in fields.items()})
         if record.exc_info and record.exc_info[0] is not None:
             body["error"] = record.exc_info[0].__name__
-        return json.dumps(body, default=str)
+        try:
+            return orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (orjson.JSONEncodeError, TypeError):  # e.g. an integer past 64 bits: the standard module writes it
+            return json.dumps(body, default=str)
 
 
 def configure(level: str = "INFO") -> None:

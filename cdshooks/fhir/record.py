@@ -446,11 +446,20 @@ class Record:
         if field_name != CONCEPT_FIELDS.get(rtype, "code"):
             return [r for r in self.of_type(rtype) if vs.matches(r.get(field_name))]
         idx = self._index(rtype)
+        if not idx.groups:
+            return []
+        # the value set's keys against the record's codes (and first words against its words),
+        # probing the larger side with the smaller one
         candidates: set[tuple] = set()
-        for key in vs.exact | vs.prefixes:
-            candidates.update(idx.by_code.get(key, ()))
-        for word in vs.first_words:
-            candidates.update(idx.by_word.get(word, ()))
+        for keys, index in ((vs.keys, idx.by_code), (vs.first_words, idx.by_word)):
+            if len(keys) <= len(index):
+                for key in keys:
+                    if key in index:
+                        candidates.update(index[key])
+            else:
+                for key, sigs in index.items():
+                    if key in keys:
+                        candidates.update(sigs)
         hits = [pair for sig in candidates if vs.matches(idx.concepts[sig]) for pair in idx.groups[sig]]
         hits.sort(key=lambda pair: pair[0])
         return self._usable(rtype, (res for _, res in hits))

@@ -109,6 +109,11 @@ class ValueSet:
     word_sets: tuple[frozenset[str], ...] = ()
 
     @cached_property
+    def keys(self) -> frozenset[tuple[str, str]]:
+        """Every (system, code) key of the set, exact and prefix alike: what a record's code index is probed with."""
+        return self.exact | self.prefixes
+
+    @cached_property
     def first_words(self) -> frozenset[str]:
         firsts = {concept_words(n)[0] for n in self.names if concept_words(n)}
         return frozenset(firsts | {min(ws) for ws in self.word_sets if ws})

@@ -10,6 +10,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdshooks.cards.clinical import (
     active_medications,
@@ -109,6 +111,24 @@ def flag(code: str) -> list[dict]:
 ], ids=str)
 def test_parse_when(value, expected):
     assert parse_when(value) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                    timezones=st.one_of(st.none(), st.timezones())),
+       st.sampled_from(["auto", "hours", "minutes", "seconds", "milliseconds", "microseconds"]),
+       st.sampled_from(["T", " "]), st.booleans(), st.text(alphabet="0123456789+-:.TZz ", max_size=6))
+def test_parse_when_reads_as_sent_exactly_as_every_step_would(when, spec, sep, zulu, junk):
+    """The fast reading (``fromisoformat`` at once) gives what the full steps give, on every shape it accepts."""
+    from cdshooks.cards.clinical import dates
+
+    text = when.isoformat(sep=sep, timespec=spec)
+    if zulu and text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    for value in (text, text + junk, junk + text, text[:10], text[:7], text[:4], text[:len(text) - len(junk)]):
+        fast, full = dates._parse_text(value), dates._read_text(value)
+        assert fast == full, value
+        assert fast is None or (fast.tzinfo, fast.isoformat()) == (timezone.utc, full.isoformat()), value
 
 
 def test_within_is_inclusive_and_tolerates_one_day_ahead():

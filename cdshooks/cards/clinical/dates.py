@@ -39,6 +39,19 @@ def parse_when(value: object) -> datetime | None:
 
 
 def _parse_text(value: str) -> datetime | None:
+    try:  # the usual shapes are read as sent; what this reads, the steps below would read the same
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo is timezone.utc else parsed.astimezone(timezone.utc)
+    return _read_text(value)
+
+
+def _read_text(value: str) -> datetime | None:
+    """Every shape ``parse_when`` reads: partial dates, long fractions, surrounding blanks."""
     text = value.strip()
     partial = _PARTIAL.match(text)
     if partial:

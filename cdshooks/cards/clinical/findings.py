@@ -177,7 +177,12 @@ def findings(record: Record, *valueset_names: str) -> list[Finding]:
 
     A resource coded in several of the sets appears once (under the first name that
     matched). Undated findings come last. ``record.now`` decides future abatement.
+    Computed once per call for each list of names (several rules ask the same).
     """
+    return list(record.memo(("findings", valueset_names), lambda: _findings(record, valueset_names)))
+
+
+def _findings(record: Record, valueset_names: tuple[str, ...]) -> list[Finding]:
     out: list[Finding] = []
     seen: set[int] = set()
     for name in valueset_names:

@@ -431,8 +431,14 @@ def latest_lab(record: Record, lab: str, now: datetime, window_days: int,
     """The newest result of ``lab`` (a key of ``LABS``) inside the window, judged; None if none.
 
     A result whose value could not be read is the latest all the same (``readable``
-    False): it is never reported as no result.
+    False): it is never reported as no result. Judged once per call for each question
+    (several rules ask the same).
     """
+    return record.memo(("latest-lab", lab, now, window_days, albumin_days),
+                       lambda: _latest_lab(record, lab, now, window_days, albumin_days))
+
+
+def _latest_lab(record: Record, lab: str, now: datetime, window_days: int, albumin_days: int) -> LabResult | None:
     spec = LABS[lab]
     recent = _dated(_candidates(record, spec), now - timedelta(days=window_days), now + FUTURE_TOLERANCE)
     for raw, when in recent:
