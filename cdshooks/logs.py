@@ -75,4 +75,6 @@ def configure(level: str = "INFO") -> None:
 def event(name: str, level: int = logging.INFO, **fields: object) -> None:
     """Log one event with structured fields (ids, counts, timings; never patient data)."""
     if logger.isEnabledFor(level):
-        logger.log(level, name, extra={"fields": fields})
+        # built and handled as Logger.log would, less the search of the stack for the caller's
+        # file and line, which no line of this log carries
+        logger.handle(logger.makeRecord(logger.name, level, "(event)", 0, name, (), None, extra={"fields": fields}))

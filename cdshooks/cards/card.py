@@ -53,6 +53,11 @@ def prune(value: Any) -> Any:
     return value
 
 
+def _filled(body: dict) -> dict:
+    """``body`` less its empty members, one level only: what it holds was pruned already."""
+    return {k: v for k, v in body.items() if v is not None and v != "" and v != [] and v != {}}
+
+
 @dataclass
 class Action:
     type: str                      # create | update | delete
@@ -73,8 +78,8 @@ class Suggestion:
     uuid: str | None = None
 
     def to_json(self) -> dict:
-        return prune({"label": self.label, "uuid": self.uuid, "isRecommended": self.is_recommended,
-                      "actions": [a.to_json() for a in self.actions]})
+        return _filled({"label": self.label, "uuid": self.uuid, "isRecommended": self.is_recommended,
+                        "actions": [a.to_json() for a in self.actions]})
 
 
 @dataclass
@@ -115,13 +120,13 @@ class Card:
             "summary": self.summary,
             "indicator": self.indicator,
             "detail": self.detail,
-            "source": self.source,
-            "suggestions": [s.to_json() for s in self.suggestions],
+            "source": prune(self.source),
+            "suggestions": [s.to_json() for s in self.suggestions],   # each pruned by its own to_json
             "selectionBehavior": self.selection_behavior if self.suggestions else None,
-            "overrideReasons": [dict(r) for r in self.override_reasons],
+            "overrideReasons": prune([dict(r) for r in self.override_reasons]),
             "links": [link.to_json() for link in self.links],
         }
-        return prune(body)
+        return _filled(body)
 
 
 def render_detail(why: list[str], guideline: list[str], note: str | None = None) -> str:

@@ -137,8 +137,10 @@ class Rule:
     triggers: tuple[tuple[str, ...], ...] = ()  # groups of value sets; each group must be coded in the record
 
     def triggered(self, record: Record) -> bool:
-        """Whether every trigger group has a Condition or Observation coded in one of its value sets."""
-        return all(any(coded_finding(record, name) for name in group) for group in self.triggers)
+        """Whether every trigger group has a Condition or Observation coded in one of its value sets
+        (``Record.may_be_coded``: another patient's resource may make a rule run, never skip it)."""
+        coded = record.may_be_coded("Condition") | record.may_be_coded("Observation")
+        return all(not coded.isdisjoint(group) for group in self.triggers)
 
     def run(self, call: Call) -> list[Card]:
         out = self.evaluate(call)
@@ -151,16 +153,6 @@ class Rule:
 FRAMEWORK = frozenset({"registry", "card", "orders", "clinical"})
 
 _REGISTRY: dict[str, Rule] = {}
-
-
-def coded_finding(record: Record, name: str) -> bool:
-    """Whether a Condition or an Observation of the record is coded in value set ``name`` (memoised per call)."""
-
-    def look() -> bool:
-        vs = valueset(name)
-        return bool(record.coded("Condition", vs) or record.coded("Observation", vs))
-
-    return record.memo(("coded-finding", name), look)
 
 
 def rule(*, id: str, title: str, hooks: Iterable[str], indicator: str, reads: Mapping[str, Iterable[str]],

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 
 from . import models as fhir
 from .models import Problem
-from .terminology import ICD10CM, ValueSet, concept_words, items, normalize_code, one
+from .terminology import ICD10CM, ValueSet, concept_words, items, normalize_code, one, valuesets_keyed
 from .terminology import codings as codings_in
 
 __all__ = ["Record", "CONCEPT_FIELDS", "flatten", "untyped_entries", "concept_unreadable"]
@@ -422,6 +422,23 @@ class Record:
         idx = _TypeIndex(groups, concepts, by_code, by_word, unreadable)
         self._indexes[rtype] = idx
         return idx
+
+    def may_be_coded(self, rtype: str) -> frozenset[str]:
+        """Names of the value sets some resource of ``rtype`` is coded in, whoever it is about: a
+        superset of those ``coded`` finds (which leaves out other patients' resources), decided
+        once per distinct concept. What rules' triggers are checked against."""
+        def compute() -> frozenset[str]:
+            idx = self._index(rtype)
+            sets_by_key, sets_by_word = valuesets_keyed()
+            candidates: dict[str, tuple[ValueSet, set[tuple]]] = {}
+            for index, sets_of in ((idx.by_code, sets_by_key), (idx.by_word, sets_by_word)):
+                for key, sigs in index.items():
+                    for vs in sets_of.get(key, ()):
+                        candidates.setdefault(vs.name, (vs, set()))[1].update(sigs)
+            return frozenset(name for name, (vs, sigs) in candidates.items()
+                             if any(vs.matches(idx.concepts[sig]) for sig in sigs))
+
+        return self.memo(("may-be-coded", rtype), compute)
 
     def named(self, rtype: str, *words: str) -> list[dict]:
         """Raw resources of ``rtype`` whose main code's text or a coding display holds every one of

@@ -26,7 +26,7 @@ from typing import Iterable
 
 __all__ = [
     "SNOMED", "ICD10CM", "LOINC", "RXNORM", "CPT", "UCUM",
-    "ValueSet", "Product", "valueset", "valueset_names", "normalize_code",
+    "ValueSet", "Product", "valueset", "valueset_names", "valuesets_keyed", "normalize_code",
     "ingredients", "product", "products_of", "drug_class", "ingredient_coding", "is_known",
     "concept_words", "one", "items", "codings",
 ]
@@ -230,6 +230,20 @@ def valueset(name: str) -> ValueSet:
 
 def valueset_names() -> list[str]:
     return sorted(_all_valuesets())
+
+
+@cache
+def valuesets_keyed() -> tuple[dict[tuple[str, str], tuple[ValueSet, ...]], dict[str, tuple[ValueSet, ...]]]:
+    """(every value set key -> the sets that hold it, every first word of a name -> the sets it may
+    name): what a record's code index is looked up in to find which sets may match it."""
+    by_key: dict[tuple[str, str], list[ValueSet]] = {}
+    by_word: dict[str, list[ValueSet]] = {}
+    for vs in _all_valuesets().values():
+        for key in vs.keys:
+            by_key.setdefault(key, []).append(vs)
+        for word in vs.first_words:
+            by_word.setdefault(word, []).append(vs)
+    return ({k: tuple(v) for k, v in by_key.items()}, {k: tuple(v) for k, v in by_word.items()})
 
 
 @cache
