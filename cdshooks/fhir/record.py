@@ -463,8 +463,8 @@ class Record:
         if field_name != CONCEPT_FIELDS.get(rtype, "code"):
             return [r for r in self.of_type(rtype) if vs.matches(r.get(field_name))]
         idx = self._index(rtype)
-        if not idx.groups:
-            return []
+        if not idx.groups or vs.name not in self.may_be_coded(rtype):
+            return []  # no concept of the type is in the set (decided once per call for every set)
         # the value set's keys against the record's codes (and first words against its words),
         # probing the larger side with the smaller one
         candidates: set[tuple] = set()
