@@ -1,8 +1,10 @@
 """Writer: issued-card records written behind the response.
 
 A hook call hands its rows to ``put`` and returns at once; one background thread per
-process writes them in batches (everything queued while the previous batch was being
-written, up to 1,000 rows per transaction). The queue is bounded: when it is full (the
+process writes them in batches: once a row has arrived it waits ``_LINGER`` (0.1 s) for
+more, whatever arrives meanwhile, then writes up to 1,000 rows in one transaction (sooner
+when that many are queued, or when ``flush`` asks). One transaction per tenth of a second
+rather than per call is what keeps the writer's share of a worker's CPU small. The queue is bounded: when it is full (the
 database is down or too slow for too long) new rows are dropped and counted
 (``cdshooks_issued_card_records_total{result="dropped"}``); a failed batch goes back to the
 head of the queue and is retried with a growing pause.
@@ -32,7 +34,7 @@ from .. import logs, metrics
 __all__ = ["IssuedWriter", "close_all"]
 
 _BATCH = 1000
-_LINGER = 0.02       # seconds to let a batch fill once a row has arrived
+_LINGER = 0.1        # seconds to let a batch fill once a row has arrived
 _RETRY_MAX = 5.0     # longest pause between retries of a failed batch
 
 
@@ -52,6 +54,7 @@ class IssuedWriter:
         self._queued = 0        # rows ever queued in this process
         self._settled = 0       # rows written or dropped
         self._stopping = False
+        self._hurry = 0         # flushes waiting: the batch being gathered goes at once
         self._thread: threading.Thread | None = None
         self._failing = False
 
@@ -64,9 +67,11 @@ class IssuedWriter:
                 metrics.ISSUED_RECORDS.labels("dropped").inc(len(rows))
                 logs.event("store.issued_dropped", logging.WARNING, rows=len(rows), reason="queue full")
                 return False
+            was_empty = not self._rows
             self._rows.extend(rows)
             self._queued += len(rows)
-            self._cond.notify_all()
+            if was_empty or len(self._rows) >= _BATCH:  # else the writer is gathering a batch already
+                self._cond.notify_all()
         metrics.ISSUED_QUEUE.inc(len(rows))
         return True
 
@@ -77,12 +82,16 @@ class IssuedWriter:
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._queued
-            while self._settled < target:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._thread is None or not self._thread.is_alive():
-                    return self._settled >= target
-                self._cond.notify_all()
-                self._cond.wait(min(left, 0.05))
+            self._hurry += 1
+            try:
+                while self._settled < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._thread is None or not self._thread.is_alive():
+                        return self._settled >= target
+                    self._cond.notify_all()
+                    self._cond.wait(min(left, 0.05))
+            finally:
+                self._hurry -= 1
         return True
 
     def pending(self) -> int:
@@ -129,8 +138,14 @@ class IssuedWriter:
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
-                if self._rows and not self._stopping and len(self._rows) < _BATCH:
-                    self._cond.wait(_LINGER)
+                if self._rows:
+                    # a put wakes this thread at once; the batch still gathers for _LINGER
+                    until = time.monotonic() + _LINGER
+                    while not self._stopping and not self._hurry and len(self._rows) < _BATCH:
+                        left = until - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
                 batch = [self._rows.popleft() for _ in range(min(len(self._rows), _BATCH))]
                 stopping = self._stopping
             if not batch:
