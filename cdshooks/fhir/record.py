@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from . import models as fhir
 from .models import Problem
@@ -241,8 +241,17 @@ class Record:
                 self._uncoded[rtype] = self._uncoded.get(rtype, 0) + 1
                 concept = {"text": concept}
             if concept.__class__ is dict:
-                sig = _signature(concept)
-                group = groups.get(sig)
+                codings = concept.get("coding")
+                try:
+                    if codings.__class__ is list and len(codings) == 1 and codings[0].__class__ is dict:
+                        one_coding = codings[0]  # the usual shape: _signature's first case, inline
+                        sig = (concept.get("text"), one_coding.get("system"), one_coding.get("code"),
+                               one_coding.get("display"))
+                    else:
+                        sig = _signature(concept)
+                    group = groups.get(sig)
+                except TypeError:  # a value that cannot be hashed: the concept is its own group
+                    sig, group = ("unhashable", id(concept)), None
                 if group is None:
                     groups[sig] = group = []
                 group.append((len(same_type), res))
@@ -431,7 +440,9 @@ class Record:
             idx = self._index(rtype)
             sets_by_key, sets_by_word = valuesets_keyed()
             candidates: dict[str, tuple[ValueSet, set[tuple]]] = {}
-            for index, sets_of in ((idx.by_code, sets_by_key), (idx.by_word, sets_by_word)):
+            pairs: tuple[tuple[dict[Any, list[tuple]], dict[Any, tuple[ValueSet, ...]]], ...] = (
+                (idx.by_code, sets_by_key), (idx.by_word, sets_by_word))
+            for index, sets_of in pairs:
                 for key, sigs in index.items():
                     for vs in sets_of.get(key, ()):
                         candidates.setdefault(vs.name, (vs, set()))[1].update(sigs)
@@ -468,7 +479,9 @@ class Record:
         # the value set's keys against the record's codes (and first words against its words),
         # probing the larger side with the smaller one
         candidates: set[tuple] = set()
-        for keys, index in ((vs.keys, idx.by_code), (vs.first_words, idx.by_word)):
+        probes: tuple[tuple[frozenset[Any], dict[Any, list[tuple]]], ...] = (
+            (vs.keys, idx.by_code), (vs.first_words, idx.by_word))
+        for keys, index in probes:
             if len(keys) <= len(index):
                 for key in keys:
                     if key in index:

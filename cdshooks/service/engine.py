@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -283,10 +284,11 @@ class Engine:
         t_rules = time.monotonic()
         _in_time(cutoff)
         issued = []
+        fresh = _uuids(len(cards) + sum(len(c.suggestions) for c in cards))
         for card in cards:
-            card.uuid = str(uuid.uuid4())
+            card.uuid = next(fresh)
             for s in card.suggestions:
-                s.uuid = str(uuid.uuid4())
+                s.uuid = next(fresh)
             suggestion_ids = [s.uuid for s in card.suggestions if s.uuid]
             issued.append(IssuedCard(card.uuid, card.rule_id or "", card.indicator, suggestion_ids))
         if self.store is not None and record_issued:
@@ -382,6 +384,12 @@ def _strict_outbound(cards: list[Card], hook_instance: str) -> None:
                 continue
             kept.append(suggestion)
         card.suggestions = kept
+
+
+def _uuids(count: int) -> Iterator[str]:
+    """``count`` random (version 4) UUIDs, from one read of the OS's random bytes."""
+    raw = os.urandom(16 * count)
+    return (str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * count, 16))
 
 
 def _in_time(cutoff: float) -> None:

@@ -4,8 +4,8 @@ A hook call hands its rows to ``put`` and returns at once; one background thread
 process writes them in batches: once a row has arrived it waits ``_LINGER`` (0.1 s) for
 more, whatever arrives meanwhile, then writes up to 1,000 rows in one transaction (sooner
 when that many are queued, or when ``flush`` asks). One transaction per tenth of a second
-rather than per call is what keeps the writer's share of a worker's CPU small. The queue is bounded: when it is full (the
-database is down or too slow for too long) new rows are dropped and counted
+rather than per call is what keeps the writer's share of a worker's CPU small. The queue is
+bounded: when it is full (the database is down or too slow for too long) new rows are dropped and counted
 (``cdshooks_issued_card_records_total{result="dropped"}``); a failed batch goes back to the
 head of the queue and is retried with a growing pause.
 
