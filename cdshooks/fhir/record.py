@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Iterable, Iterator
 
 from . import models as fhir
@@ -140,6 +141,7 @@ def _signature(concept: dict) -> tuple:
 
 
 _NO_TYPE = object()  # before the first entry of a Bundle
+_FIRST = itemgetter(0)  # (position, resource) pairs sort by position
 
 # Types whose main code says what a resource is (a Medication may be named by its ingredients).
 _CODED_TYPES = frozenset(CONCEPT_FIELDS) - {"Medication"}
@@ -242,6 +244,7 @@ class Record:
                 concept = {"text": concept}
             if concept.__class__ is dict:
                 codings = concept.get("coding")
+                sig: tuple
                 try:
                     if codings.__class__ is list and len(codings) == 1 and codings[0].__class__ is dict:
                         one_coding = codings[0]  # the usual shape: _signature's first case, inline
@@ -262,15 +265,17 @@ class Record:
     def _usable(self, rtype: str, resources: Iterable[dict]) -> list[dict]:
         """``resources`` (in record order) less those about another patient and second copies
         of the same ``Type/id``."""
-        out, seen = [], set()
+        out: list[dict] = []
+        seen: set[str] = set()
+        patient_ref = self._patient_ref
         for res in resources:
             subject = res.get("subject") or res.get("patient")
             # a bare string where a Reference belongs still names its patient
             ref = subject.get("reference") if subject.__class__ is dict else subject
-            if ref.__class__ is list and len(ref) == 1:
-                ref = ref[0]
-            if ref.__class__ is str:
-                if ref != self._patient_ref and _names_other_patient(ref, self._patient_ref):
+            if ref != patient_ref:  # the usual case (this patient) needs no more checks
+                if ref.__class__ is list and len(ref) == 1:
+                    ref = ref[0]
+                if ref.__class__ is str and ref != patient_ref and _names_other_patient(ref, patient_ref):
                     self._other_patient.add(id(res))
                     continue
             rid = res.get("id")
@@ -460,8 +465,8 @@ class Record:
             for word in words:
                 found = set(idx.by_word.get(word, ()))
                 sigs = found if sigs is None else sigs & found
-            hits = sorted((pair for sig in sigs or () for pair in idx.groups[sig]), key=lambda pair: pair[0])
-            return self._usable(rtype, (res for _, res in hits))
+            hits = sorted((pair for sig in sigs or () for pair in idx.groups[sig]), key=_FIRST)
+            return self._usable(rtype, [res for _, res in hits])
 
         return list(self.memo(("named", rtype, words), compute))
 
@@ -491,5 +496,5 @@ class Record:
                     if key in keys:
                         candidates.update(sigs)
         hits = [pair for sig in candidates if vs.matches(idx.concepts[sig]) for pair in idx.groups[sig]]
-        hits.sort(key=lambda pair: pair[0])
-        return self._usable(rtype, (res for _, res in hits))
+        hits.sort(key=_FIRST)
+        return self._usable(rtype, [res for _, res in hits])

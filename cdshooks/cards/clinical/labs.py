@@ -50,6 +50,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from ...fhir.record import Record
 from ...fhir.terminology import ValueSet, valueset
@@ -65,6 +66,7 @@ RESULT_STATUSES = {"final", "amended", "corrected"}
 _NOT_RESULT_STATUSES = {"registered", "preliminary", "cancelled", "entered-in-error"}
 _TIME_PATHS = ("effectiveDateTime", "effectivePeriod.end", "effectiveInstant", "issued")
 _TIME_SHAPE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?(T|$)")
+_SECOND = itemgetter(1)  # (result, time) pairs sort by time
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,7 @@ def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, str]]:
             key = _time_key(raw)
             if key:
                 out.append((raw, key))
-        out.sort(key=lambda c: c[1], reverse=True)
+        out.sort(key=_SECOND, reverse=True)
         return out
 
     return record.memo(("lab-candidates", spec.name), compute)
@@ -319,7 +321,7 @@ def _dated(candidates: list[tuple[dict, str]], start: datetime, end: datetime) -
         when = first_time(raw, *_TIME_PATHS)
         if when is not None and start <= when <= end:
             out.append((raw, when))
-    out.sort(key=lambda c: c[1], reverse=True)
+    out.sort(key=_SECOND, reverse=True)
     return out
 
 
