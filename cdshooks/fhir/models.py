@@ -334,10 +334,25 @@ def _shape(value: Any, leaves: list) -> Any:
     kind = value.__class__
     if kind is dict:
         rtype = value.get("resourceType")
-        return ("{", rtype if rtype.__class__ is str else None,
-                *((key, _shape(item, leaves)) for key, item in value.items()))
+        out: list = ["{", rtype if rtype.__class__ is str else None]
+        for key, item in value.items():
+            inner = item.__class__
+            if inner is dict or inner is list:
+                out.append((key, _shape(item, leaves)))
+            else:  # a primitive, inline: most of a resource's elements
+                leaves.append(item)
+                out.append((key, inner))
+        return tuple(out)
     if kind is list:
-        return ("[", *(_shape(item, leaves) for item in value))
+        out = ["["]
+        for item in value:
+            inner = item.__class__
+            if inner is dict or inner is list:
+                out.append(_shape(item, leaves))
+            else:
+                leaves.append(item)
+                out.append(inner)
+        return tuple(out)
     leaves.append(value)
     return kind
 
@@ -345,7 +360,8 @@ def _shape(value: Any, leaves: list) -> Any:
 def _check(annotation: Any) -> Callable:
     found = _checks.get(id(annotation))
     if found is None:
-        found = _checks[id(annotation)] = (annotation, TypeAdapter(annotation).validate_python)
+        # the adapter's core validator itself: the same check, without the adapter's call around it
+        found = _checks[id(annotation)] = (annotation, TypeAdapter(annotation).validator.validate_python)
     return found[1]
 
 
