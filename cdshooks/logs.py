@@ -14,10 +14,12 @@ import random
 import sys
 import time
 from contextvars import ContextVar
+from typing import Callable
 
 import orjson
 
-__all__ = ["configure", "event", "logger", "set_request_id", "new_request_id", "JsonFormatter"]
+__all__ = ["configure", "event", "logger", "set_request_id", "new_request_id", "JsonFormatter",
+           "keeping_request_id"]
 
 logger = logging.getLogger("cdshooks")
 
@@ -71,6 +73,23 @@ def configure(level: str = "INFO") -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = True
+
+
+def keeping_request_id(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` to be run later (after the answer is sent), its log lines tagged with the request id of
+    now; it never raises (a failure is logged by its type)."""
+    request_id = _request_id.get()
+
+    def run() -> None:
+        token = _request_id.set(request_id)
+        try:
+            fn()
+        except Exception as exc:
+            event("report.failed", logging.ERROR, error=type(exc).__name__)
+        finally:
+            _request_id.reset(token)
+
+    return run
 
 
 def event(name: str, level: int = logging.INFO, **fields: object) -> None:

@@ -70,7 +70,11 @@ class CheckedClient:
         return getattr(self.raw, name)
 
     def hook(self, service_id: str, body: dict, **kwargs):
+        """The answer, read whole and closed as a server closes it once sent (the call's log lines and
+        metrics are made then)."""
         resp = self.raw.post(f"/cds-services/{service_id}", json=body, **kwargs)
+        resp.get_data()
+        resp.close()
         if resp.status_code == 200:
             check_response(resp.get_json())
         return resp

@@ -13,6 +13,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
 
 from .. import logs
 from ..service.engine import SERVICE_IDS, Engine
@@ -29,8 +30,9 @@ class _ReplayEngine(Engine):
         self.now = now
 
     def answer(self, service_id: str, body: object, now: datetime | None = None,
-               deadline: float | None = None, cutoff: float | None = None) -> dict:
-        return super().answer(service_id, body, now or self.now, deadline, cutoff)
+               deadline: float | None = None, cutoff: float | None = None,
+               defer: Callable[[Callable[[], None]], object] | None = None) -> dict:
+        return super().answer(service_id, body, now or self.now, deadline, cutoff, defer)
 
 
 class _Collector(logging.Handler):
@@ -102,6 +104,7 @@ class Service:
         self._collector.events.clear()
         resp = self._client.post(f"/cds-services/{SERVICE_IDS[request['hook']]}", json=request)
         body = resp.get_json(silent=True)
+        resp.close()  # as a server closes a sent answer: what the app does after sending runs now
         failed = [f.get("rule", "?") for name, f in self._collector.events if name == "rule.failed"]
         return Answer(resp.status_code, body if isinstance(body, dict) else {}, failed)
 

@@ -147,7 +147,11 @@ def call_service(service_id: str):
     st = state()
     st.engine.service(service_id)  # 404 before parsing the body
     body = _json_body()
-    return _release_after_sending(jsonify(st.engine.answer(service_id, body, cutoff=_deadline())), body)
+    later: list = []  # the call's log lines and metrics: made once the answer is sent
+    resp = jsonify(st.engine.answer(service_id, body, cutoff=_deadline(), defer=later.append))
+    for report in later:
+        resp.call_on_close(report)
+    return _release_after_sending(resp, body)
 
 
 @bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .. import logs, metrics
 from ..cards.card import INDICATORS, TOPIC_SYSTEM, Card
@@ -210,8 +210,9 @@ class Engine:
             raise TooLarge(f"At most {cap} draft orders are accepted in one call", expression=["context.draftOrders"])
 
     def answer(self, service_id: str, body: object, now: datetime | None = None,
-               deadline: float | None = None, cutoff: float | None = None) -> dict:
-        return self.outcome(service_id, body, now, deadline, cutoff).body()
+               deadline: float | None = None, cutoff: float | None = None,
+               defer: Callable[[Callable[[], None]], object] | None = None) -> dict:
+        return self.outcome(service_id, body, now, deadline, cutoff, defer=defer).body()
 
     def evaluate(self, hook: str, resources: Iterable[dict], now: datetime, *, patient_id: str | None = None,
                  draft_orders: Iterable[dict] | None = None, selections: Iterable[str] | None = None) -> Outcome:
@@ -232,12 +233,16 @@ class Engine:
         return self.outcome(service.id, request, now, cutoff=math.inf)  # off-line: no request deadline
 
     def outcome(self, service_id: str, body: object, now: datetime | None = None,
-                deadline: float | None = None, cutoff: float | None = None, *, record_issued: bool = True) -> Outcome:
+                deadline: float | None = None, cutoff: float | None = None, *, record_issued: bool = True,
+                defer: Callable[[Callable[[], None]], object] | None = None) -> Outcome:
         """``answer()``'s call, returning the cards with the rules that raised. ``deadline``: when
         fetching stops (412 past it; default: the call budget); ``cutoff``: when the whole call must
         have answered (503 past it; default: ``request_deadline`` from now). Nothing is recorded for a
         call that ends past its cutoff, nor with ``record_issued=False`` (the playground's tries: their cards
-        are never shown to a clinician, so they are not issued)."""
+        are never shown to a clinician, so they are not issued). The call's report (its log lines and
+        metrics) is handed to ``defer`` when given (the HTTP endpoint runs it once the answer is sent),
+        else made at once. The issued-card record is queued before the answer either way, so feedback
+        on a card always finds it."""
         started = time.monotonic()
         cutoff = cutoff or started + self.settings.request_deadline
         service = self.service(service_id)
@@ -295,27 +300,38 @@ class Engine:
             self.store.record_issued(service.id, hook_instance, issued)
         finished = time.monotonic()
 
-        def ms(a: float, b: float) -> float:
-            return round((b - a) * 1000, 2)
+        answer = Outcome([c.to_json() for c in cards], failed)
+        if self._warming:  # the start-up warm-up's calls are no patient's: neither logged nor in the metrics
+            return answer
+        fired = [(c.rule_id or "", c.indicator) for c in cards]
+        counts = (record.count(), record.invalid, record.other_patient, record.problems[:50])
 
-        logs.event(
-            "hook.answered", hook=service.hook, hook_instance=hook_instance,
-            rules_fired=sorted({c.rule_id for c in cards if c.rule_id}), rules_failed=failed, cards=len(cards),
-            resources=record.count(), invalid_resources=record.invalid, other_patient_resources=record.other_patient,
-            incomplete_keys=sorted(gathered.incomplete), fetched_keys=gathered.fetched,
-            ms_data=ms(started, t_gathered), ms_fetch=round(gathered.fetch_ms, 2),
-            ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
-            ms_total=ms(started, finished),
-        )
-        if not self._warming:  # the start-up warm-up's calls are no patient's: not in the metrics
+        def report() -> None:
+            def ms(a: float, b: float) -> float:
+                return round((b - a) * 1000, 2)
+
+            resources, invalid, other_patient, problems = counts
+            logs.event(
+                "hook.answered", hook=service.hook, hook_instance=hook_instance,
+                rules_fired=sorted({rule for rule, _ in fired if rule}), rules_failed=failed, cards=len(fired),
+                resources=resources, invalid_resources=invalid, other_patient_resources=other_patient,
+                incomplete_keys=sorted(gathered.incomplete), fetched_keys=gathered.fetched,
+                ms_data=ms(started, t_gathered), ms_fetch=round(gathered.fetch_ms, 2),
+                ms_record=ms(t_gathered, t_record), ms_rules=ms(t_record, t_rules), ms_store=ms(t_rules, finished),
+                ms_total=ms(started, finished),
+            )
             metrics.hook_answered(service.id, {
                 "data": t_gathered - started, "fetch": gathered.fetch_ms / 1000, "record": t_record - t_gathered,
                 "rules": t_rules - t_record, "store": finished - t_rules, "total": finished - started,
-            }, [(c.rule_id or "", c.indicator) for c in cards])
-        if record.problems:
-            logs.event("record.repaired", hook_instance=hook_instance, resources=record.invalid,
-                       problems=record.problems[:50])
-        return Outcome([c.to_json() for c in cards], failed)
+            }, fired)
+            if problems:
+                logs.event("record.repaired", hook_instance=hook_instance, resources=invalid, problems=problems)
+
+        if defer is None:
+            report()
+        else:
+            defer(logs.keeping_request_id(report))
+        return answer
 
     def _orders(self, hook: str, context: dict) -> tuple[list[dict], list[dict]]:
         """(every draft order resource, the orders the rules judge)."""

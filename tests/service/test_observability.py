@@ -106,6 +106,7 @@ def test_metrics_count_requests_stages_cards_feedback_and_auth_rejections(tmp_pa
     assert resp.status_code == 200, resp.get_data(as_text=True)
     cards = resp.get_json()["cards"]
     assert cards
+    resp.close()  # the answer sent, as a server closes it: the call's stage metrics are made then
     fhir_origin = fhir_server
     # a rejected token (wrong audience), an unknown service
     assert c.get("/cds-services", headers={"Authorization": "Bearer " + token(key, "https://elsewhere")}).status_code \

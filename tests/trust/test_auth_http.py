@@ -119,7 +119,8 @@ def test_no_token_patient_data_or_identifiers_in_logs(tmp_path, key):
                         fhirAuthorization={"access_token": fhir_token, "token_type": "Bearer", "expires_in": 60,
                                            "scope": "patient/*.read", "subject": "cds"})
     good = token(key, f"{BASE}/cds-services/fasciculation-patient-view")
-    assert c.post("/cds-services/fasciculation-patient-view", json=body, headers=auth(good)).status_code == 200
+    with c.post("/cds-services/fasciculation-patient-view", json=body, headers=auth(good)) as answered:
+        assert answered.status_code == 200  # closed once read, as a server closes a sent answer: logged then
     replay = c.post("/cds-services/fasciculation-patient-view", json=body, headers=auth(good))
     assert replay.status_code == 401
     del body["prefetch"]["conditions"]  # now the fallback is needed, and the server is not allowed: 412
