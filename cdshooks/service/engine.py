@@ -304,13 +304,15 @@ class Engine:
         if self._warming:  # the start-up warm-up's calls are no patient's: neither logged nor in the metrics
             return answer
         fired = [(c.rule_id or "", c.indicator) for c in cards]
-        counts = (record.count(), record.invalid, record.other_patient, record.problems[:50])
 
         def report() -> None:
+            # The record is read here, after the answer when deferred: it stays alive until then, so
+            # freeing it (its indexes and readings) is not on the answer's path either.
             def ms(a: float, b: float) -> float:
                 return round((b - a) * 1000, 2)
 
-            resources, invalid, other_patient, problems = counts
+            resources, invalid, other_patient, problems = (record.count(), record.invalid, record.other_patient,
+                                                           record.problems[:50])
             logs.event(
                 "hook.answered", hook=service.hook, hook_instance=hook_instance,
                 rules_fired=sorted({rule for rule, _ in fired if rule}), rules_failed=failed, cards=len(fired),

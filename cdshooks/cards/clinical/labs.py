@@ -281,43 +281,42 @@ def _coded_results(record: Record, vs: ValueSet) -> list[dict]:
     return record.coded("Observation", vs) + [m for m in _panel_members(record) if vs.matches(m.get("code"))]
 
 
-def _candidates(record: Record, spec: LabSpec) -> list[tuple[dict, str]]:
-    """Results of the lab (with a value, readable or not), newest first by the time as sent.
+def _candidates(record: Record, spec: LabSpec, since: str = "") -> list[tuple[dict, str]]:
+    """Results of the lab (with a value, readable or not) dated on or after the day ``since`` (an ISO
+    date; "" for all), newest first by the time as sent.
 
-    Times are parsed, and resources read (``Record.read``), only for the results a window
-    can reach, so a long lab history costs neither date parsing nor model building.
+    Only the time as sent is looked at for an older result, so a long lab history costs neither
+    status checks, sorting, date parsing nor model building beyond the window asked for.
     """
     def compute() -> list[tuple[dict, str]]:
         out = []
         for raw in _coded_results(record, valueset(spec.valueset)):
+            key = _time_key(raw)
+            if not key or key[:10] < since:
+                continue
             status = raw.get("status")
             if (status if status.__class__ is str else one(status)) not in RESULT_STATUSES:
                 continue
             if "valueQuantity" not in raw and not _has_value(raw):
                 continue
-            key = _time_key(raw)
-            if key:
-                out.append((raw, key))
+            out.append((raw, key))
         out.sort(key=_SECOND, reverse=True)
         return out
 
-    return record.memo(("lab-candidates", spec.name), compute)
+    return record.memo(("lab-candidates", spec.name, since), compute)
 
 
-def _dated(candidates: list[tuple[dict, str]], start: datetime, end: datetime) -> list[tuple[dict, datetime]]:
-    """Candidates timed between ``start`` and ``end`` (inclusive), parsed; newest first.
+def _dated(record: Record, spec: LabSpec, start: datetime, end: datetime) -> list[tuple[dict, datetime]]:
+    """Results of the lab timed between ``start`` and ``end`` (inclusive), parsed; newest first.
 
     ISO 8601 times sort by their date part, give or take a day of time zone offset, so
     only those whose date part is within a day of the range are parsed at all.
     """
     lo, hi = (start - timedelta(days=1)).date().isoformat(), (end + timedelta(days=1)).date().isoformat()
     out = []
-    for raw, key in candidates:
-        day = key[:10]
-        if day > hi:
+    for raw, key in _candidates(record, spec, lo):
+        if key[:10] > hi:
             continue
-        if day < lo:
-            break
         when = first_time(raw, *_TIME_PATHS)
         if when is not None and start <= when <= end:
             out.append((raw, when))
@@ -417,7 +416,7 @@ def _result(record: Record, spec: LabSpec, raw: dict, when: datetime, albumin_da
 def _albumin_near(record: Record, when: datetime, days: int) -> LabResult | None:
     spec = LABS["albumin"]
     span = timedelta(days=days)
-    near = sorted(_dated(_candidates(record, spec), when - span, when + span), key=lambda c: abs(c[1] - when))
+    near = sorted(_dated(record, spec, when - span, when + span), key=lambda c: abs(c[1] - when))
     for raw, at in near:
         res = readable(record, raw)
         reading = read_value(res) if res is not None else None
@@ -442,7 +441,7 @@ def latest_lab(record: Record, lab: str, now: datetime, window_days: int,
 
 def _latest_lab(record: Record, lab: str, now: datetime, window_days: int, albumin_days: int) -> LabResult | None:
     spec = LABS[lab]
-    recent = _dated(_candidates(record, spec), now - timedelta(days=window_days), now + FUTURE_TOLERANCE)
+    recent = _dated(record, spec, now - timedelta(days=window_days), now + FUTURE_TOLERANCE)
     for raw, when in recent:
         res = readable(record, raw)
         if res is not None and one(res.get("status")) in RESULT_STATUSES:
