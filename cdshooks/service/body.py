@@ -44,21 +44,23 @@ def read_bytes(request, max_bytes: int, deadline: float | None = None) -> bytes:
     if length is not None and length > max_bytes:
         raise TooLarge(f"The request body is larger than {max_bytes} bytes")
     try:
-        stream = request.stream
         if length is not None:
-            # the announced length: one read, then the rest of a short read (the stream stops at the length)
-            data = stream.read(length)
+            # The announced length, read from the server's input itself (which never gives more than
+            # that): one read, then the rest of a short read; a body that ends before it is refused.
+            source = request.environ["wsgi.input"]
+            data = source.read(length)
             if len(data) == length:
                 return data
             out = bytearray(data)
             while len(out) < length:
-                chunk = stream.read(min(_CHUNK, length - len(out)))
+                chunk = source.read(min(_CHUNK, length - len(out)))
                 if not chunk:
-                    break
+                    raise ClientDisconnected()
                 out += chunk
                 if deadline is not None and time.monotonic() > deadline:
                     raise RequestTimeout("The request body did not arrive in time")
             return bytes(out)
+        stream = request.stream
         out = bytearray()
         while True:
             chunk = stream.read(_CHUNK)
@@ -71,7 +73,7 @@ def read_bytes(request, max_bytes: int, deadline: float | None = None) -> bytes:
                 raise RequestTimeout("The request body did not arrive in time")
     except RequestEntityTooLarge:
         raise TooLarge(f"The request body is larger than {max_bytes} bytes") from None
-    except ClientDisconnected:
+    except (ClientDisconnected, OSError, ValueError):  # the client went away, or the server's input broke off
         raise InvalidRequest("The request body ended before it was complete", expression=["(body)"]) from None
     return bytes(out)
 

@@ -241,6 +241,36 @@ def test_a_streamed_body_over_the_limit_is_413(tmp_path):
     assert resp.status_code == 200, resp.get_data(as_text=True)
 
 
+class _BrokenInput:
+    """A server's input that gives part of the announced body, then ends (or breaks off with an error)."""
+
+    def __init__(self, data: bytes, error: type[Exception] | None = None):
+        self.data, self.error = data, error
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.data:
+            if self.error is not None:
+                raise self.error("connection reset")
+            return b""
+        out, self.data = self.data[:max(1, min(size, 7))], self.data[max(1, min(size, 7)):]  # short reads
+        return out
+
+
+@pytest.mark.parametrize("error", [None, OSError, ValueError])
+def test_a_body_shorter_than_its_content_length_is_400(app, client, error):
+    """The body is read with the length it announced, from the server's input; when the input ends (or
+    breaks) before that many bytes, the answer is a 400 that says so, never a 5xx nor a parse of half a body."""
+    whole = json.dumps(hook_request("patient-view", patient_id="p1", prefetch=empty_prefetch(app, "patient-view")))
+    part = whole.encode()[:40]
+    resp = client.post(PV, data=b"", content_type="application/json",
+                       environ_overrides={"wsgi.input": _BrokenInput(part, error), "CONTENT_LENGTH": str(len(whole))})
+    assert "ended before it was complete" in outcome(resp, 400)["diagnostics"]
+    read_slowly = client.post(PV, data=b"", content_type="application/json",
+                              environ_overrides={"wsgi.input": _BrokenInput(whole.encode()),
+                                                 "CONTENT_LENGTH": str(len(whole))})
+    assert read_slowly.status_code == 200, read_slowly.get_data(as_text=True)[:300]  # short reads, all arrived
+
+
 # -- the request deadline ------------------------------------------------------------------------------
 @pytest.fixture
 def slow_rule():
