@@ -139,7 +139,8 @@ class Rule:
     def triggered(self, record: Record) -> bool:
         """Whether every trigger group has a Condition or Observation coded in one of its value sets
         (``Record.may_be_coded``: another patient's resource may make a rule run, never skip it)."""
-        coded = record.may_be_coded("Condition") | record.may_be_coded("Observation")
+        coded = record.memo(("findings-coded",),
+                            lambda: record.may_be_coded("Condition") | record.may_be_coded("Observation"))
         return all(not coded.isdisjoint(group) for group in self.triggers)
 
     def run(self, call: Call) -> list[Card]:

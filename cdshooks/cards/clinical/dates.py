@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
 
 __all__ = ["parse_when", "within", "FUTURE_TOLERANCE"]
 
@@ -35,7 +34,7 @@ def parse_when(value: object) -> datetime | None:
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     if not isinstance(value, str):
         return None
-    return _remembered(value) if len(value) <= 64 else _parse_text(value)
+    return _parse_text(value)
 
 
 def _parse_text(value: str) -> datetime | None:
@@ -66,11 +65,6 @@ def _read_text(value: str) -> datetime | None:
     except ValueError:
         return None
     return parse_when(parsed)
-
-
-# Strings of date length are remembered: the results of one draw share its time, and a lab
-# history's times are read by several rules (datetimes are immutable, so sharing them is safe).
-_remembered = lru_cache(maxsize=1 << 15)(_parse_text)
 
 
 def within(when: datetime | None, now: datetime, days: int) -> bool:

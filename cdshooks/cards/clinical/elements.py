@@ -130,10 +130,16 @@ def number(value: object) -> float | None:
 def first_time(resource: dict, *paths: str) -> datetime | None:
     """The first readable time among dotted ``paths`` (e.g. ``"effectivePeriod.end"``)."""
     for path in paths:
+        parts = _PARTS.get(path)
+        if parts is None:
+            parts = _PARTS[path] = tuple(path.split("."))
         value: object = resource
-        for part in path.split("."):
+        for part in parts:
             value = value.get(part) if isinstance(value, dict) else None
         when = parse_when(value)
         if when is not None:
             return when
     return None
+
+
+_PARTS: dict[str, tuple[str, ...]] = {}  # a dotted path's names (the paths are the rules' own, a few dozen)
