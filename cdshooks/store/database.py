@@ -43,6 +43,19 @@ _ISSUED_COLUMNS = ("uuid", "rule_id", "service_id", "hook_instance", "indicator"
 _ISSUED_AT = issued_card.c.issued_at
 
 
+def _insert_issued(conn, rows: list[dict]) -> None:
+    """Insert issued-card rows in ``conn``'s transaction (see ``Store._write_issued``)."""
+    dialect = conn.dialect
+    process = _ISSUED_AT.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+    mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        params = tuple(value for row in chunk for value in (
+            row["uuid"], row["rule_id"], row["service_id"], row["hook_instance"], row["indicator"],
+            row["suggestions"], process(row["issued_at"])))
+        conn.exec_driver_sql(_insert_sql(mark, len(chunk)), params)
+
+
 @functools.lru_cache(maxsize=2 * _ROWS_PER_INSERT)
 def _insert_sql(mark: str, rows: int) -> str:
     """``INSERT INTO issued_card (...) VALUES (...), ...`` for ``rows`` rows, with the driver's placeholder."""
@@ -178,7 +191,7 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 with conn.begin() as transaction:
-                    conn.execute(insert(issued_card), [row])
+                    _insert_issued(conn, [row])
                     transaction.rollback()
         except SQLAlchemyError:
             pass  # the first real write will say what is wrong
@@ -228,15 +241,7 @@ class Store:
         (a system call, a socket write) let this thread cut in. Nor a statement built by SQLAlchemy
         per batch, whose hundreds of bound parameters cost more than the insert."""
         with self.engine.begin() as conn:
-            dialect = conn.dialect
-            process = _ISSUED_AT.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
-            mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-            for start in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[start:start + _ROWS_PER_INSERT]
-                params = tuple(value for row in chunk for value in (
-                    row["uuid"], row["rule_id"], row["service_id"], row["hook_instance"], row["indicator"],
-                    row["suggestions"], process(row["issued_at"])))
-                conn.exec_driver_sql(_insert_sql(mark, len(chunk)), params)
+            _insert_issued(conn, rows)
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Wait until this process's queued issued-card records are written."""
