@@ -27,6 +27,11 @@ resource of some shape has validated clean, a later one of the same shape is val
 each of its primitive values passes its element type's check (``_Plan``); only then is the
 model not built (``Reading.model`` builds it on first use). Anything else takes the full path.
 Shapes hold element names and resource types, never values.
+
+Element order decides nothing the models check (a JSON object's members are named, not placed),
+so a shape met for the first time whose elements are those of a learnt shape in another order
+(servers and EHRs each write their own order) is not validated again: its checks are listed for
+its order and its values checked, as for any known shape.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import threading
 import types
 import typing
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -324,6 +330,8 @@ _PLAN_LIMIT = 4096     # shapes remembered per process (element names and types 
 _LEAF_LIMIT = 512      # a resource with more primitive values than this (a report with many contained results)
 #                        is read the full way: its shape would cost more memory than its reading saves
 _plans: dict[Any, Any] = {}  # shape -> the checks of its primitive values, or _NO_PLAN
+_NAME = itemgetter(0)  # an object's (element name, shape) pairs sort by name
+_unordered: dict[Any, bool] = {}  # shape with every object's elements sorted -> validated clean once
 _checks: dict[int, tuple[object, Callable]] = {}   # id(annotation) -> (annotation, its validator)
 _fields_of: dict[type, dict[str, Any]] = {}        # model class -> {JSON name: FieldInfo}
 _learning = threading.Lock()
@@ -357,6 +365,17 @@ def _shape(value: Any, leaves: list) -> Any:
     return kind
 
 
+def _sorted_shape(shape: Any) -> Any:
+    """``shape`` with each object's elements in name order (lists keep theirs): the shape of every
+    resource that differs from it only in element order."""
+    if shape.__class__ is not tuple:
+        return shape
+    if shape[0] == "{":
+        return ("{", shape[1], *sorted(((key, _sorted_shape(inner)) for key, inner in shape[2:]),
+                                       key=_NAME))
+    return ("[", *(_sorted_shape(inner) for inner in shape[1:]))
+
+
 def _check(annotation: Any) -> Callable:
     found = _checks.get(id(annotation))
     if found is None:
@@ -386,17 +405,46 @@ def _json_fields(cls: Any) -> dict[str, Any]:
     return found
 
 
-def _element_class(annotation: Any, value: dict) -> Any:
-    """The model class a JSON object is validated as, for a field of type ``annotation``."""
+def _model_klass(annotation: Any) -> Any:
+    """The model class of an element type (None for a primitive); ``_RESOURCE`` for any resource."""
     if not (isinstance(annotation, type) and issubclass(annotation, FhirBase)):
         return None
     try:
         klass = annotation.get_model_klass()
     except (ImportError, AttributeError, KeyError, ValueError):
         return None
-    if klass.__name__ in ("Resource", "DomainResource"):  # a contained resource: its own type
-        return _model_class(str(value.get("resourceType")))
-    return klass
+    return _RESOURCE if klass.__name__ in ("Resource", "DomainResource") else klass
+
+
+_RESOURCE = object()  # a contained resource: validated as its own type
+_typed: dict[int, tuple[object, tuple]] = {}  # id(annotation) -> (annotation, what _plan_value needs of it)
+
+
+def _typing(annotation: Any) -> tuple:
+    """What ``_plan_value`` needs of an element's type, worked out once per type: ("?",) when it
+    cannot be told, ("list", element type), or ("one", model class or None, the check of a primitive)."""
+    found = _typed.get(id(annotation))
+    if found is not None:
+        return found[1]
+    inner = annotation
+    result: tuple
+    if typing.get_origin(inner) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(inner) if a is not type(None)]
+        inner = options[0] if len(options) == 1 else None
+    if inner is None:
+        result = ("?",)
+    elif typing.get_origin(inner) is list:
+        result = ("list", (typing.get_args(inner) or (None,))[0])
+    else:
+        klass = _model_klass(inner)
+        result = ("one", klass, None)
+        if klass is None:
+            try:
+                result = ("one", None, _check(annotation))
+            except Exception:  # an annotation pydantic cannot check alone
+                result = ("?",)
+    _typed[id(annotation)] = (annotation, result)
+    return result
 
 
 def _plan_object(cls: Any, value: dict, out: list) -> bool:
@@ -417,38 +465,55 @@ def _plan_value(annotation: Any, item: Any, out: list) -> bool:
     if item is None:
         out.append(None)  # a null is allowed or not by the shape alone
         return True
-    inner = annotation
-    if typing.get_origin(inner) in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(inner) if a is not type(None)]
-        if len(options) != 1:
-            return False
-        inner = options[0]
-    if typing.get_origin(inner) is list:
-        (element,) = typing.get_args(inner) or (None,)
-        return item.__class__ is list and all(_plan_value(element, x, out) for x in item)
-    if item.__class__ is dict:
-        klass = _element_class(inner, item)
-        return klass is not None and _plan_object(klass, item, out)
-    if item.__class__ is list or _element_class(inner, {}) is not None:
+    kind = _typing(annotation)
+    if kind[0] == "list":
+        return item.__class__ is list and all(_plan_value(kind[1], x, out) for x in item)
+    if kind[0] != "one" or item.__class__ is list:
         return False
-    out.append(_check(annotation))
+    klass = kind[1]
+    if item.__class__ is dict:
+        if klass is _RESOURCE:
+            klass = _model_class(str(item.get("resourceType")))
+        return klass is not None and _plan_object(klass, item, out)
+    if klass is not None:
+        return False
+    out.append(kind[2])
     return True
 
 
-def _learn(cls: Any, resource: dict, shape: Any) -> None:
-    """Remember the checks of a shape just validated clean (or that it has none to remember)."""
-    if shape in _plans:
-        return
+def _learn(cls: Any, resource: dict, shape: Any, clean: bool = True) -> Any:
+    """Remember the checks of a shape just validated clean (or that it has none to remember), and
+    that its elements in any order are valid; with ``clean`` False, of a shape known valid in
+    another order. Returns the plan."""
+    plan = _plans.get(shape)
+    if plan is not None:
+        return plan
     checks: list = []
     try:
-        plan: Any = tuple(checks) if _plan_object(cls, resource, checks) else _NO_PLAN
+        plan = tuple(checks) if _plan_object(cls, resource, checks) else _NO_PLAN
     except Exception:  # an annotation pydantic cannot check alone: this shape takes the full path
         plan = _NO_PLAN
+    unordered = _sorted_shape(shape) if clean else None
     with _learning:
-        if len(_plans) >= _PLAN_LIMIT:  # the half learnt first goes (a dict keeps insertion order)
-            for old in list(_plans)[:_PLAN_LIMIT // 2]:
-                del _plans[old]
-        _plans.setdefault(shape, plan)
+        for known in (_plans, _unordered):
+            if len(known) >= _PLAN_LIMIT:  # the half learnt first goes (a dict keeps insertion order)
+                for old in list(known)[:_PLAN_LIMIT // 2]:
+                    del known[old]
+        if unordered is not None:
+            _unordered[unordered] = True
+        return _plans.setdefault(shape, plan)
+
+
+def _reordered(resource: dict, shape: Any) -> Any:
+    """The plan of a shape not met before whose elements are a learnt shape's in another order (see
+    the module doc), learnt now; None when it is not."""
+    try:
+        if _sorted_shape(shape) not in _unordered:
+            return None
+    except TypeError:  # an element name that is not a string: never learnt
+        return None
+    cls = _model_class(str(resource.get("resourceType")))
+    return None if cls is None else _learn(cls, resource, shape, clean=False)
 
 
 def _fast(resource: dict) -> tuple[Reading | None, Any]:
@@ -459,6 +524,8 @@ def _fast(resource: dict) -> tuple[Reading | None, Any]:
         if len(leaves) > _LEAF_LIMIT:
             return None, None
         plan = _plans.get(shape)
+        if plan is None and _unordered:
+            plan = _reordered(resource, shape)
     except (RecursionError, TypeError):
         return None, None
     if not plan or len(plan) != len(leaves):

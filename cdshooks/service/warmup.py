@@ -65,18 +65,14 @@ def warm_up_resources(history: int = 0) -> list[dict]:
     day = today.date().isoformat()
     old = (today.replace(year=today.year - 1)).date().isoformat()
 
-    def condition(rid: str, system: str, code: str) -> dict:
-        return {"resourceType": "Condition", "id": rid, "subject": subject, "onsetDateTime": old,
-                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                               "code": "active"}]},
-                "code": {"coding": [{"system": system, "code": code}]}}
-
     sct, icd, loinc = "http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm", "http://loinc.org"
     labs = [("2823-3", 4.1, "mmol/L"), ("19123-9", 2.0, "mg/dL"), ("17861-6", 9.4, "mg/dL"), ("1751-7", 4.0, "g/dL")]
     past = [_lab(i, subject, today, *labs[i % len(labs)]) for i in range(history)]
-    return past + [
-        condition("w1", sct, "82470000"), condition("w2", icd, "M62.81"), condition("w3", icd, "R25.2"),
-        condition("w4", icd, "K74.60"), condition("w5", icd, "M79.651"),
+    problems = [(sct, "82470000"), (icd, "M62.81"), (icd, "R25.2"), (icd, "K74.60"), (icd, "M79.651")]
+    # each problem in three of the shapes problem lists commonly come in (see _condition)
+    conditions = [_condition(f"w{k + 1}{suffix}", subject, old, system, code, (k + shift) % len(_CONDITION_SHAPES))
+                  for shift, suffix in ((0, ""), (2, "b"), (4, "c")) for k, (system, code) in enumerate(problems)]
+    return past + conditions + [
         {"resourceType": "Observation", "id": "w6", "status": "final", "subject": subject, "effectiveDateTime": day,
          "code": {"coding": [{"system": loinc, "code": "2823-3"}]},
          "valueQuantity": {"value": 3.0, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}},
@@ -96,6 +92,41 @@ def warm_up_resources(history: int = 0) -> list[dict]:
          "effectiveDateTime": old, "code": {"coding": [{"system": sct, "code": "42803009"}]},
          "conclusion": "Normal study"},
     ]
+
+
+_CONDITION_SHAPES = ("bare", "display", "unstated", "unstated-display", "us-core", "export")
+
+
+def _condition(rid: str, subject: dict, onset: str, system: str, code: str, shape: int) -> dict:
+    """A problem-list Condition in one of the shapes EHRs and servers send (``_CONDITION_SHAPES``):
+    a minimal feed's, with or without a clinical status and with or without the code's display;
+    US Core's, with verification status, category, text and displays throughout; a bulk export's,
+    with meta, encounter and recorded date. (The reader learns each shape once, in any element
+    order: see fhir/models.py.)"""
+    kind = _CONDITION_SHAPES[shape]
+    clinical = {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+    coding = {"system": system, "code": code}
+    if kind not in ("bare", "unstated"):
+        coding["display"] = f"problem {code}"
+    out: dict = {"resourceType": "Condition", "id": rid}
+    if kind == "export":
+        out["meta"] = {"lastUpdated": f"{onset}T00:00:00+00:00"}
+    if not kind.startswith("unstated"):
+        out["clinicalStatus"] = {"coding": [dict(clinical, display="Active") if kind == "us-core" else clinical]}
+    if kind in ("us-core", "export"):
+        out["verificationStatus"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]}
+        out["category"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                                        "code": "problem-list-item", "display": "Problem List Item"}]}]
+    out["code"] = {"coding": [coding], "text": f"problem {code}"} if kind in ("us-core", "export") else {
+        "coding": [coding]}
+    out["subject"] = subject
+    if kind == "export":
+        out["encounter"] = {"reference": "Encounter/warm-up"}
+    out["onsetDateTime"] = onset
+    if kind in ("us-core", "export"):
+        out["recordedDate"] = onset
+    return out
 
 
 def _lab(i: int, subject: dict, today: datetime, code: str, value: float, unit: str) -> dict:

@@ -65,6 +65,7 @@ CLEAN = [r for r in CORPUS if not models._read_fully(copy.deepcopy(r)).problems]
 @pytest.fixture(autouse=True)
 def fresh_plans(monkeypatch):
     monkeypatch.setattr(models, "_plans", {})
+    monkeypatch.setattr(models, "_unordered", {})
 
 
 def test_the_corpus_is_broad():
@@ -202,6 +203,68 @@ def test_fast_valid_means_valid(resource):
     assert full.problems == [], (full.problems, resource)
     assert full.data == resource and fast.data is resource
     assert fast.model is not None
+
+
+def _reordered(value: object, order) -> object:
+    """``value`` with each object's elements in the order ``order`` gives (lists keep theirs)."""
+    if isinstance(value, dict):
+        return {key: _reordered(value[key], order) for key in order(list(value))}
+    if isinstance(value, list):
+        return [_reordered(item, order) for item in value]
+    return value
+
+
+def test_a_clean_resource_in_another_element_order_is_read_fast_at_first_sight():
+    fast = 0
+    for resource in CLEAN:
+        models.read(resource)
+        backwards = _reordered(resource, lambda keys: keys[::-1])
+        reading = models.read(backwards)
+        assert reading.problems == [] and reading.data is backwards
+        if reading.lazy:
+            fast += 1
+            assert reading.model is not None and models.validation_errors(backwards) == []
+    assert fast >= 0.9 * len(CLEAN), f"only {fast} of {len(CLEAN)} reordered resources were read fast"
+
+
+def test_another_order_is_no_licence_for_another_shape_or_a_bad_value():
+    learnt = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+              "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82470000"}]}}
+    models.read(learnt)
+    same = {"code": {"coding": [{"code": "82470000", "system": "http://snomed.info/sct"}]},
+            "subject": {"reference": "Patient/p2"}, "id": "c2", "resourceType": "Condition"}
+    assert models.read(same).lazy is True
+    two_codings = {"code": {"coding": [{"code": "82470000", "system": "http://snomed.info/sct"}] * 2},
+                   "subject": {"reference": "Patient/p2"}, "id": "c3", "resourceType": "Condition"}
+    assert models.read(two_codings).lazy is False  # a list of another length: another shape
+    bad_id = {"subject": {"reference": "Patient/p2"}, "id": "c 4!", "resourceType": "Condition",
+              "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82470000"}]}}
+    reading = models.read(bad_id)
+    assert reading.lazy is False and [str(p) for p in reading.problems] == ["Condition.id: dropped"]
+    renamed = {"code": {"coding": [{"system": "http://snomed.info/sct", "kode": "82470000"}]}, "id": "c6",
+               "subject": {"reference": "Patient/p2"}, "resourceType": "Condition"}
+    assert models.read(renamed).lazy is False  # an element of another name: another shape
+    no_subject = {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "82470000"}]}, "id": "c5",
+                  "resourceType": "Condition"}
+    assert models.read(no_subject).model is None  # the required subject missing: never read fast
+
+
+@settings(max_examples=max(1, int(300 * SCALE)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(resource=_same_shape(), seed=st.randoms(use_true_random=False))
+def test_fast_valid_means_valid_in_any_element_order(resource, seed):
+    """A shape learnt in one order reads another order fast only when the models agree it is valid."""
+    for original in CLEAN:
+        if original["resourceType"] == resource["resourceType"]:
+            models.read(original)
+    shuffled = _reordered(resource, lambda keys: seed.sample(keys, len(keys)))
+    fast, _shape = models._fast(shuffled)
+    if fast is None:
+        return
+    full = models._read_fully(copy.deepcopy(shuffled))
+    assert full.problems == [], (full.problems, shuffled)
+    assert full.data == shuffled and fast.data is shuffled
 
 
 def test_outbound_checks_agree_with_the_models():

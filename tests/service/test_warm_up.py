@@ -139,3 +139,22 @@ def test_no_client_can_pass_for_the_warm_up(tmp_path):
         assert _issued_cards(app) == 0
     finally:
         app.extensions["cdshooks"].store.dispose()
+
+
+def test_start_up_learns_the_common_problem_list_shapes_in_any_element_order(tmp_path):
+    """After start-up, a Condition in each shape problem lists commonly come in is read without the
+    models (the fast path), also with its elements in another order, as another EHR writes them."""
+    from cdshooks.fhir import models
+    from cdshooks.service.warmup import _CONDITION_SHAPES, _condition
+
+    app = create_app(make_settings(tmp_path))
+    try:
+        subject = {"reference": "Patient/p7"}
+        for shape in range(len(_CONDITION_SHAPES)):
+            condition = _condition("c7", subject, "2020-02-02", "http://snomed.info/sct", "55300003", shape)
+            backwards = {key: condition[key] for key in reversed(list(condition))}
+            for resource in (condition, backwards):
+                reading = models.read(resource)
+                assert reading.lazy and reading.problems == [], _CONDITION_SHAPES[shape]
+    finally:
+        app.extensions["cdshooks"].store.dispose()
