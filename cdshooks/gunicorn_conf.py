@@ -14,8 +14,8 @@ JSON without request paths (``cdshooks.serving.logger.JsonLogger``).
 The app is preloaded: rules, value sets, schemas and models are imported and warmed once in the
 master (``create_app`` answers one synthetic call per hook) and shared copy-on-write by the
 workers; each worker readies itself before it accepts a call (``post_worker_init``: its database
-connection, writer thread, metric files, and one realistic call per hook through the app, see
-``cdshooks/service/warmup.py``), so no worker's first call pays for any of it.
+connection, writer thread, metric files, and one realistic call per hook through the app on each
+of its request threads, see ``cdshooks/service/warmup.py``), so no worker's first call pays for any of it.
 """
 
 import math
@@ -128,7 +128,8 @@ if "gunicorn" in Path(sys.argv[0]).as_posix():
 def post_worker_init(worker):
     """A forked worker readies itself before it accepts its first call: its own database connection,
     its issued-card writer thread, its metric files, and one realistic call per hook through the
-    whole app (service/warmup.py), so that a first call finds everything in place."""
+    whole app on each of its request threads (service/warmup.py), so that a first call finds
+    everything in place."""
     app = worker.wsgi
     state = getattr(app, "extensions", {}).get("cdshooks")
     if state is not None:
@@ -138,4 +139,4 @@ def post_worker_init(worker):
         state.store.ping()
         state.store.start()
         metrics.prime(sorted(state.engine.services))
-        warm_worker(app)
+        warm_worker(app, getattr(worker, "tpool", None), getattr(getattr(worker, "cfg", None), "threads", 1))

@@ -107,7 +107,7 @@ def test_each_worker_warms_itself_before_its_first_call(tmp_path, monkeypatch):
     app = create_app(make_settings(tmp_path))
     calls = []
     original = warmup.warm_worker
-    monkeypatch.setattr(warmup, "warm_worker", lambda a: calls.append(a) or original(a))
+    monkeypatch.setattr(warmup, "warm_worker", lambda a, *rest: calls.append(a) or original(a, *rest))
     try:
         gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=app))
         assert calls == [app]

@@ -19,8 +19,10 @@ the request metrics.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -36,20 +38,45 @@ WARM_UP_ENVIRON = "cdshooks.warm_up"
 WORKER_HISTORY = 240  # lab results in a worker's warm-up record: about a typical prefetch's
 
 
-def warm_worker(app) -> float:
-    """Answer one realistic call per hook through ``app`` (quietly); the milliseconds spent. Never raises."""
+def warm_worker(app, pool: Executor | None = None, threads: int = 1) -> float:
+    """Answer one realistic call per hook through ``app`` (quietly); the milliseconds spent. Never raises.
+
+    With ``pool`` (the worker's request threads), the calls run on each of its ``threads`` threads,
+    all started now: a call's thread then meets nothing for the first time either (its stack, its
+    thread-local state), whichever thread it lands on."""
     state = getattr(app, "extensions", {}).get("cdshooks")
     if state is None:
         return 0.0
     started = time.monotonic()
     try:
-        with state.engine.quiet(), app.test_client() as client:
-            for service in state.engine.services.values():
-                client.post(f"/cds-services/{service.id}", json=warm_up_request(service, WORKER_HISTORY),
-                            environ_overrides={WARM_UP_ENVIRON: True})
+        with state.engine.quiet():
+            if pool is None or threads <= 1:
+                _warm_calls(app, state)
+            else:
+                together = threading.Barrier(threads)  # each task holds a thread until all are running
+
+                def on_a_thread() -> None:
+                    try:
+                        together.wait(timeout=_THREAD_START_SECONDS)
+                    except threading.BrokenBarrierError:
+                        pass  # a thread that did not start in time: the others warm up all the same
+                    _warm_calls(app, state)
+
+                for done in [pool.submit(on_a_thread) for _ in range(threads)]:
+                    done.result()
     except Exception as exc:  # a worker that could not warm up still serves, only slower at first
         logs.event("service.worker_warm_up_failed", logging.WARNING, error=type(exc).__name__)
     return round((time.monotonic() - started) * 1000, 1)
+
+
+_THREAD_START_SECONDS = 10
+
+
+def _warm_calls(app, state) -> None:
+    with app.test_client() as client:
+        for service in state.engine.services.values():
+            client.post(f"/cds-services/{service.id}", json=warm_up_request(service, WORKER_HISTORY),
+                        environ_overrides={WARM_UP_ENVIRON: True})
 
 
 WARM_UP_PATIENT = "warm-up"

@@ -158,3 +158,31 @@ def test_start_up_learns_the_common_problem_list_shapes_in_any_element_order(tmp
                 assert reading.lazy and reading.problems == [], _CONDITION_SHAPES[shape]
     finally:
         app.extensions["cdshooks"].store.dispose()
+
+
+def test_a_worker_warms_up_on_each_of_its_request_threads(tmp_path):
+    """With the worker's thread pool, every one of its threads answers the warm-up calls (its stack
+    and thread-local state readied), all quietly."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(make_settings(tmp_path))
+    engine = app.extensions["cdshooks"].engine
+    seen: list[tuple[int, str]] = []
+    original = engine.outcome
+
+    def noting(service_id, *args, **kwargs):
+        seen.append((threading.get_ident(), service_id))
+        return original(service_id, *args, **kwargs)
+
+    engine.outcome = noting
+    pool = ThreadPoolExecutor(max_workers=3)
+    try:
+        assert warm_worker(app, pool, 3) > 0
+        threads = {ident for ident, _ in seen}
+        assert len(threads) == 3 and threading.get_ident() not in threads
+        assert sorted(seen) == sorted((ident, sid) for ident in threads for sid in SERVICE_IDS.values())
+        assert _issued_cards(app) == 0 and not engine._warming
+    finally:
+        pool.shutdown()
+        app.extensions["cdshooks"].store.dispose()
