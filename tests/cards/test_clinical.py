@@ -126,7 +126,7 @@ def test_parse_when_reads_as_sent_exactly_as_every_step_would(when, spec, sep, z
     if zulu and text.endswith("+00:00"):
         text = text[:-6] + "Z"
     for value in (text, text + junk, junk + text, text[:10], text[:7], text[:4], text[:len(text) - len(junk)]):
-        fast, full = dates._parse_text(value), dates._read_text(value)
+        fast, full = dates.parse_text(value), dates._read_text(value)
         assert fast == full, value
         assert fast is None or (fast.tzinfo, fast.isoformat()) == (timezone.utc, full.isoformat()), value
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["parse_when", "within", "FUTURE_TOLERANCE"]
+__all__ = ["parse_when", "parse_text", "within", "FUTURE_TOLERANCE"]
 
 # A result dated up to this far after "now" still counts as current (clock skew, a
 # date-only value in a time zone ahead of UTC). Anything later is not a real result.
@@ -34,10 +34,11 @@ def parse_when(value: object) -> datetime | None:
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     if not isinstance(value, str):
         return None
-    return _parse_text(value)
+    return parse_text(value)
 
 
-def _parse_text(value: str) -> datetime | None:
+def parse_text(value: str) -> datetime | None:
+    """``parse_when`` of a string (the step a caller that knows it holds one may take directly)."""
     try:  # the usual shapes are read as sent; what this reads, the steps below would read the same
         parsed = datetime.fromisoformat(value)
     except ValueError:

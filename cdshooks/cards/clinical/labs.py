@@ -54,7 +54,7 @@ from operator import itemgetter
 
 from ...fhir.record import Record
 from ...fhir.terminology import ValueSet, valueset
-from .dates import FUTURE_TOLERANCE
+from .dates import FUTURE_TOLERANCE, parse_text
 from .elements import codes_of, first_time, items, number, one, readable, reference_of, text_of, words_of
 
 __all__ = ["LabSpec", "LABS", "LabResult", "LabValue", "latest_lab", "latest_calcium", "calcium_low", "lab_absent",
@@ -317,7 +317,10 @@ def _dated(record: Record, spec: LabSpec, start: datetime, end: datetime) -> lis
     for raw, key in _candidates(record, spec, lo):
         if key[:10] > hi:
             continue
-        when = first_time(raw, *_TIME_PATHS)
+        # the usual: the time as sent is the first path's value, read as first_time would read it
+        when = parse_text(key) if raw.get("effectiveDateTime") is key else None
+        if when is None:
+            when = first_time(raw, *_TIME_PATHS)
         if when is not None and start <= when <= end:
             out.append((raw, when))
     out.sort(key=_SECOND, reverse=True)
