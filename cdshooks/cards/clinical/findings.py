@@ -191,22 +191,40 @@ def _findings(record: Record, valueset_names: tuple[str, ...]) -> list[Finding]:
             for raw in record.coded(rtype, vs):
                 if id(raw) in seen:
                     continue
-                res = readable(record, raw)
-                if res is None or (rtype == "Condition" and status_in_doubt(raw)):
-                    continue  # a Condition whose status cannot be read is in doubt, not present
-                present = condition_present(res, record.now) if rtype == "Condition" else observation_present(res)
-                if not present:
-                    continue
-                seen.add(id(raw))
-                raw = res
-                coding = vs.matching_coding(raw.get("code")) or {}
-                out.append(Finding(
-                    resource=raw, valueset=name, coding=coding,
-                    display=label_of(raw.get("code"), coding.get("display") or vs.title),
-                    onset=_onset_of(raw), body_sites=_body_sites(raw),
-                ))
+                found = _finding(record, raw, rtype, name, vs)
+                if found is not None:
+                    seen.add(id(raw))
+                    out.append(found)
     out.sort(key=lambda f: (f.onset is None, f.onset or record.now))
     return out
+
+
+def _finding(record: Record, raw: dict, rtype: str, name: str, vs: ValueSet) -> Finding | None:
+    """The finding a resource coded in ``vs`` holds (None when it is not present), once per call
+    for each resource and value set: several rules ask for findings of overlapping value sets."""
+    def compute() -> Finding | None:
+        res = _present(record, raw, rtype)
+        if res is None:
+            return None
+        coding = vs.matching_coding(res.get("code")) or {}
+        return Finding(resource=res, valueset=name, coding=coding,
+                       display=label_of(res.get("code"), coding.get("display") or vs.title),
+                       onset=_onset_of(res), body_sites=_body_sites(res))
+
+    # the record holds ``raw`` for the whole call: its id stays its own
+    return record.memo(("finding", id(raw), name), compute)
+
+
+def _present(record: Record, raw: dict, rtype: str) -> dict | None:
+    """The resource as read when it holds its finding: readable, its status readable, and present."""
+    def compute() -> dict | None:
+        res = readable(record, raw)
+        if res is None or (rtype == "Condition" and status_in_doubt(raw)):
+            return None  # a Condition whose status cannot be read is in doubt, not present
+        present = condition_present(res, record.now) if rtype == "Condition" else observation_present(res)
+        return res if present else None
+
+    return record.memo(("present", id(raw)), compute)
 
 
 def onset(found: list[Finding]) -> datetime | None:
