@@ -395,9 +395,11 @@ class Record:
 
     def memo(self, key: object, compute):
         """``compute()`` once per call for ``key``: shared lookups several rules make."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     # -- code lookups ---------------------------------------------------------------
     def _index(self, rtype: str) -> _TypeIndex:
@@ -473,7 +475,11 @@ class Record:
     def coded(self, rtype: str, vs: ValueSet, field_name: str | None = None) -> list[dict]:
         """Raw resources of ``rtype`` whose main code (or ``field_name``) is in ``vs``, in record order."""
         field_name = field_name or CONCEPT_FIELDS.get(rtype, "code")
-        return list(self.memo(("coded", rtype, vs.name, field_name), lambda: self._coded(rtype, vs, field_name)))
+        key = ("coded", rtype, vs.name, field_name)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self._coded(rtype, vs, field_name)
+        return list(found)  # type: ignore[call-overload]
 
     def _coded(self, rtype: str, vs: ValueSet, field_name: str) -> list[dict]:
         if field_name != CONCEPT_FIELDS.get(rtype, "code"):
