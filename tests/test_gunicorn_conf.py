@@ -59,6 +59,20 @@ def test_unreadable_quota_is_ignored(tmp_path, cpus):
     assert gunicorn_conf.cpu_limit(_cgroup(tmp_path, {"cpu.max": "garbage\n"})) == cpus
 
 
+def test_the_default_worker_count_is_one_more_than_the_cpus(monkeypatch, cpus):
+    """A worker per CPU and one spare (each has its request threads), unless CDSHOOKS_WORKERS says."""
+    import importlib
+
+    monkeypatch.delenv("CDSHOOKS_WORKERS", raising=False)
+    try:
+        assert importlib.reload(gunicorn_conf).workers == gunicorn_conf.cpu_limit() + 1
+        monkeypatch.setenv("CDSHOOKS_WORKERS", "2")
+        assert importlib.reload(gunicorn_conf).workers == 2
+    finally:
+        monkeypatch.undo()
+        importlib.reload(gunicorn_conf)
+
+
 def test_the_app_is_preloaded():
     assert gunicorn_conf.preload_app is True
 
