@@ -8,6 +8,7 @@ one call can be found together. Fields whose names denote credentials are writte
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -57,7 +58,10 @@ class JsonFormatter(logging.Formatter):
             body["request_id"] = request_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            body.update({k: "[redacted]" if k.lower() in _SECRET_FIELDS else v for k, v in fields.items()})
+            body.update(fields)
+            for key in fields:
+                if _secret(key):
+                    body[key] = "[redacted]"
         if record.exc_info and record.exc_info[0] is not None:
             body["error"] = record.exc_info[0].__name__
         try:
@@ -66,8 +70,16 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(body, default=str)
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret(name: object) -> bool:
+    """Whether a field name denotes a credential (field names are the code's own: a bounded set)."""
+    return str(name).lower() in _SECRET_FIELDS
+
+
 def configure(level: str = "INFO") -> None:
-    """Send the ``cdshooks`` logger's records to stderr as JSON lines, from ``level`` up."""
+    """Send the ``cdshooks`` logger's records to stderr as JSON lines, from ``level`` up. No line
+    carries a thread or process name, so records do not look them up."""
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger.handlers[:] = [handler]

@@ -78,9 +78,21 @@ def prime(service_ids: list[str]) -> None:
 def hook_answered(service: str, stages: dict[str, float], cards: list[tuple[str, str]]) -> None:
     """One answered hook call: its stage timings (seconds) and its cards as (rule id, indicator)."""
     for stage, seconds in stages.items():
-        HOOK_STAGE_SECONDS.labels(service, stage).observe(seconds)
+        _series(HOOK_STAGE_SECONDS, service, stage).observe(seconds)
     for rule, indicator in cards:
-        CARDS_ISSUED.labels(rule, indicator).inc()
+        _series(CARDS_ISSUED, rule, indicator).inc()
+
+
+_SERIES: dict[tuple, object] = {}  # (metric, label values) -> its series, for the per-call metrics
+
+
+def _series(metric, *labels: str):
+    """``metric.labels(*labels)``, looked up once per process and label values (bounded: see above)."""
+    key = (id(metric), labels)  # a series made before a fork writes the worker's own values after it
+    found = _SERIES.get(key)
+    if found is None:
+        found = _SERIES[key] = metric.labels(*labels)
+    return found
 
 
 def render() -> tuple[bytes, str]:
