@@ -481,9 +481,28 @@ class Record:
             found = self._memo[key] = self._coded(rtype, vs, field_name)
         return list(found)  # type: ignore[call-overload]
 
+    def coded_copies(self, rtype: str, vs: ValueSet) -> list[dict]:
+        """Every resource of ``rtype`` whose main code is in ``vs``, in record order, before the checks
+        ``coded`` makes (resources about another patient, second copies of a ``Type/id``): for a caller
+        that passes over most of them on another ground first (a lab history's old results) and then
+        hands the rest to ``usable``. Shared: callers must not change the list."""
+        key = ("coded-copies", rtype, vs.name)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self._copies(rtype, vs)
+        return found  # type: ignore[return-value]
+
+    def usable(self, rtype: str, resources: Iterable[dict]) -> list[dict]:
+        """``resources`` of ``rtype`` (in record order) less those about another patient and second
+        copies of the same ``Type/id`` among them: what ``coded`` leaves."""
+        return self._usable(rtype, resources)
+
     def _coded(self, rtype: str, vs: ValueSet, field_name: str) -> list[dict]:
         if field_name != CONCEPT_FIELDS.get(rtype, "code"):
             return [r for r in self.of_type(rtype) if vs.matches(r.get(field_name))]
+        return self._usable(rtype, self.coded_copies(rtype, vs))
+
+    def _copies(self, rtype: str, vs: ValueSet) -> list[dict]:
         idx = self._index(rtype)
         if not idx.groups or vs.name not in self.may_be_coded(rtype):
             return []  # no concept of the type is in the set (decided once per call for every set)
@@ -503,4 +522,4 @@ class Record:
                         candidates.update(sigs)
         hits = [pair for sig in candidates if vs.matches(idx.concepts[sig]) for pair in idx.groups[sig]]
         hits.sort(key=_FIRST)
-        return self._usable(rtype, [res for _, res in hits])
+        return [res for _, res in hits]
