@@ -31,7 +31,8 @@ def loads(raw: bytes | bytearray | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc).lower():
+        reason = str(exc).lower()
+        if "recursion" in reason or "depth limit" in reason:  # orjson's words before and since 3.10
             raise ValueError("JSON nested too deeply") from None
     try:
         return json.loads(raw)

@@ -104,6 +104,101 @@ def test_nesting_scan_of_a_huge_attack_is_quick():
     assert time.monotonic() - started < 5  # generous: the point is "not quadratic", not a timing
 
 
+def exact_way(raw: bytes, limit: int):
+    """What the body reader answered before it leant on the parser's own limit: the depth measured on
+    the bytes, then the text parsed."""
+    from cdshooks.service import jsoncodec
+
+    if request_body.nesting_exceeds(raw, limit):
+        return "too deep"
+    try:
+        return jsoncodec.loads(raw)
+    except ValueError:
+        return "not JSON"
+
+
+def body_reader(raw: bytes, limit: int):
+    from cdshooks.service.errors import InvalidRequest
+
+    try:
+        return request_body.parse_json(raw, limit)
+    except InvalidRequest as exc:
+        return "too deep" if "nests" in str(exc) else "not JSON"
+
+
+def test_the_parser_reads_1024_levels_and_refuses_1025():
+    # what the body reader leans on (orjson 3.9.15 and later, measured at import)
+    assert request_body._PARSER_DEPTH == 1024
+
+
+# texts that are not one JSON value, yet would parse inside the arrays the reader wraps a body in
+# were it not for its check that each of them holds exactly one element
+broken_out = ["1],[2", "1,2", "]", "[1]]", "{}],[{}", '"a"],["b"', "[]],[[]", "1]]]],[[[[2", " ] [ ", "[1],",
+              ",[1]", "{}]", "[{}]]"]
+
+
+@pytest.mark.parametrize("text", broken_out)
+@pytest.mark.parametrize("limit", [0, 1, 5, 100, 1023])
+def test_a_text_that_is_not_one_json_value_is_refused(text, limit):
+    # refused as the exact way refuses it (for text that is not JSON at all, its depth may be the reason given)
+    answer = body_reader(text.encode(), limit)
+    assert answer in ("not JSON", "too deep") and answer == exact_way(text.encode(), limit)
+    if limit >= len(text):
+        assert answer == "not JSON"
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(value=json_values, limit=st.integers(min_value=0, max_value=12), ascii_only=st.booleans(),
+       cut=st.integers(min_value=0, max_value=60), tail=st.sampled_from(["", "]", ",[1]", "}", " ", "x", "]["]))
+def test_the_body_reader_answers_as_the_exact_way(value, limit, ascii_only, cut, tail):
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8")
+    for text in (raw, raw[cut:] + tail.encode(), raw[:cut] + tail.encode()):
+        if text:
+            assert body_reader(text, limit) == exact_way(text, limit), text
+
+
+@pytest.mark.parametrize("text, limit", [
+    ("[" * 100 + "]" * 100, 100), ("[" * 101 + "]" * 101, 100), ('{"a":' * 100 + "1" + "}" * 100, 100),
+    ('{"a":' * 101 + "1" + "}" * 101, 100), ("[" * 1024 + "]" * 1024, 1024), ("[" * 1025 + "]" * 1025, 1024),
+    ("[" * 1500 + "]" * 1500, 2000), ('[NaN, Infinity, "\\ud800"]', 100), ('\ufeff{"a": 1}', 100),
+])
+def test_the_body_reader_at_and_past_the_limits(text, limit):
+    for raw in (text.encode(), text.encode("utf-16")):
+        assert same(body_reader(raw, limit), exact_way(raw, limit))
+
+
+def test_json_bodies_are_read_in_one_parse(monkeypatch):
+    # a JSON body within the limit, up to it, is read by the parser alone: the scan of the bytes is for
+    # what that parse refuses
+    def no_scan(raw, limit):
+        raise AssertionError("the bytes were scanned")
+
+    monkeypatch.setattr(request_body, "nesting_exceeds", no_scan)
+    for text, limit in [("[" * 100 + "]" * 100, 100), ('{"a":' * 100 + '"[[["' + "}" * 100, 100),
+                        (json.dumps(hook_request("order-select")), 100), ("[1]", 1)]:
+        assert request_body.parse_json(text.encode(), limit) == json.loads(text)
+
+
+def same(a, b) -> bool:
+    """``a == b`` for values nested too deeply for Python's recursive comparison (NaN equal to NaN)."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, list):
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y))
+        elif isinstance(x, dict):
+            if list(x) != list(y):
+                return False
+            stack.extend((x[k], y[k]) for k in x)
+        elif x != y and not (isinstance(x, float) and x != x and y != y):
+            return False
+    return True
+
+
 @pytest.mark.parametrize("path, make", [
     (PV, lambda deep: '{"hook":"patient-view","context":' + deep + "}"),
     (PV, lambda deep: '{"hook":"patient-view","hookInstance":"x","context":{},"prefetch":{"a":' + deep + "}}"),
