@@ -8,7 +8,7 @@
 
 A body nested deeper than ``max_json_depth`` is refused before any recursive code (schema
 validation, the FHIR models) meets it. The parser itself tells: orjson reads nesting up to a fixed
-depth (1024 since orjson 3.9.15; measured at import, ``_PARSER_DEPTH``) and refuses anything
+depth (1,024 in the orjson this project pins; measured at import, ``_PARSER_DEPTH``) and refuses anything
 deeper, so the body is parsed inside ``_PARSER_DEPTH - max_json_depth`` arrays of one element
 each, which parse only when the body nests at most ``max_json_depth`` deep, and is taken back out
 of them. Each of those arrays must hold exactly one element: a text that is not one JSON value
