@@ -163,6 +163,7 @@ def _deepest_read() -> int:
 
 
 _PARSER_DEPTH = _deepest_read()
+_OPEN, _CLOSE = b"[" * _PARSER_DEPTH, b"]" * _PARSER_DEPTH
 _UNSURE = object()
 
 
@@ -182,9 +183,6 @@ def _parsed_within(raw: bytes, max_depth: int) -> Any:
             return _UNSURE  # the text closed arrays it did not open: not one JSON value
         value = value[0]
     return value
-
-
-_OPEN, _CLOSE = b"[" * _PARSER_DEPTH, b"]" * _PARSER_DEPTH
 
 
 def parse_json(raw: bytes, max_depth: int) -> Any:
