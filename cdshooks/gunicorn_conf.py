@@ -137,9 +137,11 @@ def post_worker_init(worker):
     state = getattr(app, "extensions", {}).get("cdshooks")
     if state is not None:
         from cdshooks import metrics
-        from cdshooks.service.warmup import warm_worker
+        from cdshooks.service.warmup import warm_serving, warm_worker
 
         state.store.ping()
         state.store.start()
         metrics.prime(sorted(state.engine.services))
         warm_worker(app, getattr(worker, "tpool", None), getattr(getattr(worker, "cfg", None), "threads", 1))
+        if hasattr(worker, "rehearse"):
+            warm_serving(app, worker.rehearse)

@@ -122,9 +122,18 @@ def test_each_worker_warms_itself_before_its_first_call(tmp_path, monkeypatch):
     calls = []
     original = warmup.warm_worker
     monkeypatch.setattr(warmup, "warm_worker", lambda a, *rest: calls.append(a) or original(a, *rest))
+    rehearsed: list[tuple[bytes, dict]] = []
+
+    def rehearse(raw: bytes, environ: dict) -> bytes:  # the worker's own request path (serving/worker.py)
+        rehearsed.append((raw, environ))
+        return b"HTTP/1.1 200 OK\r\n\r\n"
+
     try:
-        gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=app))
+        gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=app, rehearse=rehearse))
         assert calls == [app]
+        assert sorted(raw.split(b" ", 2)[1].decode() for raw, _ in rehearsed) == sorted(
+            f"/cds-services/{sid}" for sid in app.extensions["cdshooks"].engine.services)
+        assert all(environ == {warmup.WARM_UP_ENVIRON: True} for _, environ in rehearsed)
         store = app.extensions["cdshooks"].store
         assert store.ping()
         assert store._writer is not None and store._writer._thread is not None  # started before any call

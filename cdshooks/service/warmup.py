@@ -22,17 +22,19 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from .. import logs
+from . import jsoncodec
 
 if TYPE_CHECKING:
     from .engine import Service
 
-__all__ = ["WARM_UP_ENVIRON", "WARM_UP_PATIENT", "WORKER_HISTORY", "warm_up_resources", "warm_up_request",
-           "warm_worker"]
+__all__ = ["WARM_UP_ENVIRON", "WARM_UP_PATIENT", "WORKER_HISTORY", "warm_serving", "warm_up_resources",
+           "warm_up_request", "warm_worker"]
 
 WARM_UP_ENVIRON = "cdshooks.warm_up"
 WORKER_HISTORY = 240  # lab results in a worker's warm-up record: about a typical prefetch's
@@ -70,6 +72,26 @@ def warm_worker(app, pool: Executor | None = None, threads: int = 1) -> float:
 
 
 _THREAD_START_SECONDS = 10
+
+
+def warm_serving(app, rehearse: Callable[[bytes, dict], bytes]) -> int:
+    """One realistic call per hook through the server's own request path (``rehearse``: the gunicorn
+    worker's ``BufferingWorker.rehearse``, its socket reading, HTTP parser and response writer
+    around the app), quietly; how many were answered 200. Never raises."""
+    state = getattr(app, "extensions", {}).get("cdshooks")
+    if state is None:
+        return 0
+    answered = 0
+    try:
+        with state.engine.quiet():
+            for service in state.engine.services.values():
+                body = jsoncodec.dumps(warm_up_request(service, WORKER_HISTORY))
+                head = (f"POST /cds-services/{service.id} HTTP/1.1\r\nHost: localhost\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+                answered += rehearse(head.encode() + body, {WARM_UP_ENVIRON: True}).startswith(b"HTTP/1.1 200 ")
+    except Exception as exc:  # a worker that could not warm up still serves, only slower at first
+        logs.event("service.worker_warm_up_failed", logging.WARNING, error=type(exc).__name__)
+    return answered
 
 
 def _warm_calls(app, state) -> None:

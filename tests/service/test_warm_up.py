@@ -186,3 +186,87 @@ def test_a_worker_warms_up_on_each_of_its_request_threads(tmp_path):
     finally:
         pool.shutdown()
         app.extensions["cdshooks"].store.dispose()
+
+
+# -- through the worker's own request path --------------------------------------------------
+
+def _worker(app, threads: int = 2):
+    """The production worker, in this process, ready as gunicorn readies it before its first call
+    (its request threads; no listening socket: ``rehearse`` needs none)."""
+    from gunicorn.config import Config
+
+    from cdshooks.serving.logger import JsonLogger
+    from cdshooks.serving.worker import BufferingWorker
+
+    cfg = Config()
+    cfg.set("threads", threads)
+    worker = BufferingWorker(0, os.getpid(), [], None, 30, cfg, JsonLogger(cfg))
+    worker.wsgi = app
+    worker.tpool = worker.get_thread_pool()
+    return worker
+
+
+def test_a_worker_warms_up_through_its_own_request_path_and_leaves_no_trace(tmp_path, caplog):
+    """One realistic call per hook read by the worker's buffer, parsed by gunicorn's parser on a
+    request thread and answered through a socket, even where a client JWT is required; nothing
+    recorded as issued, logged or counted as traffic, and the worker's app is its own again."""
+    import threading
+
+    from cdshooks.service.warmup import warm_serving
+
+    app = create_app(make_settings(tmp_path, env="production", log_level="INFO"))
+    engine = app.extensions["cdshooks"].engine
+    seen: list[tuple[int, str, int]] = []
+    original = engine.outcome
+
+    def noting(service_id, *args, **kwargs):
+        outcome = original(service_id, *args, **kwargs)
+        seen.append((threading.get_ident(), service_id, len(outcome.cards)))
+        return outcome
+
+    engine.outcome = noting
+    worker = _worker(app)
+    before = {sid: _hook_requests(sid) for sid in SERVICE_IDS.values()}
+    try:
+        with caplog.at_level(logging.DEBUG):
+            caplog.clear()
+            assert warm_serving(app, worker.rehearse) == len(SERVICE_IDS)
+        assert sorted(sid for _, sid, _ in seen) == sorted(SERVICE_IDS.values())
+        assert all(cards >= 3 for _, _, cards in seen), seen  # the rules ran on the record
+        assert threading.get_ident() not in {ident for ident, _, _ in seen}  # on a request thread
+        assert not [r for r in caplog.records if r.name.startswith("cdshooks")], "the warm-up logs nothing"
+        assert _issued_cards(app) == 0
+        assert {sid: _hook_requests(sid) for sid in SERVICE_IDS.values()} == before
+        assert worker.wsgi is app and not engine._warming and engine.store is not None
+        assert worker.nr_conns == 0 and not worker.reading
+    finally:
+        worker.tpool.shutdown()
+        app.extensions["cdshooks"].store.dispose()
+
+
+def test_a_rehearsal_answers_as_a_client_would_be_answered_and_never_raises(tmp_path):
+    """Without the warm-up's environ key the same request is a client's (401 where a JWT is
+    required); bytes that are not HTTP get the parser's 400; an app that fails gets gunicorn's
+    answer; none of them raises, and the worker's app is restored each time."""
+    app = create_app(make_settings(tmp_path, env="production"))
+    worker = _worker(app, threads=1)
+    service = app.extensions["cdshooks"].engine.services[SERVICE_IDS["patient-view"]]
+    body = json.dumps(warm_up_request(service)).encode()
+    raw = (f"POST /cds-services/{service.id} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    try:
+        assert worker.rehearse(raw, {WARM_UP_ENVIRON: True}).startswith(b"HTTP/1.1 200 ")
+        assert worker.rehearse(raw).startswith(b"HTTP/1.1 401 ")
+        refused = worker.rehearse(b"NOT HTTP AT ALL\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 400 ") and b"OperationOutcome" in refused
+
+        def failing(environ, start_response):
+            raise RuntimeError("boom")
+
+        worker.wsgi = failing
+        answer = worker.rehearse(raw)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 500 ")
+        assert worker.wsgi is failing
+    finally:
+        worker.tpool.shutdown()
+        app.extensions["cdshooks"].store.dispose()
