@@ -28,12 +28,18 @@ Records (``patient-view``; every record has a fasciculation and a cramp, so most
   fit of p50 against the number of resources.
 
 Before anything else, one typical call per worker is sent to a fresh service, all at once: the
-"first calls" row compares those with a later round of another body of the same shape, so that
-both rounds read times not seen before ("no cold first call"), in
-wall time (the slowest call of each round, where queueing on the cores shows too) and in the CPU
-the workers spent per call (every thread, from /proc), which queueing does not change. One round of
-a few calls moves a lot from run to run (0.8x to 2x on this 2-core machine), so it is measured on
-``--starts`` fresh services (default 3) and the row shows the median ratio with the lowest and highest.
+"first calls" rows compare that round with later rounds of the same shape (after 3 calls per
+worker, three rounds; their median), each round of a body not sent before, so that every round
+reads times not seen before ("no cold first call"). Every round follows the same quiet time
+(``QUIET_SECONDS`` with no worker using CPU): on this virtual machine a call costs more CPU the
+longer the machine idled before it (one worker, typical record: 12-20 ms after 0.4 s idle, 25-50 ms
+after 3 s, against about 4 ms back to back), so rounds after unequal pauses would measure the pauses.
+The rows give wall time (the slowest call of a round, where queueing on the cores shows too), the
+CPU the workers spent per call (every thread, from /proc), which queueing does not change, and their
+minor page faults per call (memory a worker writes for the first time: a page it shares with the
+master is copied then), which the machine's noise does not move. One round of a few calls moves a
+lot from run to run (0.4x to 2x on this 2-core machine), so it is measured on ``--starts`` fresh
+services (default 5) and the rows show the median with the lowest and highest ratio.
 
     .venv/bin/python bench/run.py [--rounds 150] [--seconds 12] [--workers N] [--variants N] [--json results.json]
 """
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import random
@@ -445,6 +452,10 @@ def throughput(targets: list[Target], bodies: list[bytes], clients: int, phase_s
     return {"rps": {n: done[n] / spent[n] for n in done}, "errors": errors}
 
 
+QUIET_SECONDS = 1.0  # idle time before each round of the first-calls row
+LATER_ROUNDS = 3  # later rounds per fresh service; their median is the first round's measure
+
+
 def workers_cpu_ms(master: subprocess.Popen) -> float | None:
     """CPU milliseconds the master's worker processes have used so far (every thread; from /proc),
     or None where /proc does not say."""
@@ -459,15 +470,35 @@ def workers_cpu_ms(master: subprocess.Popen) -> float | None:
         return None
 
 
-def settle(master: subprocess.Popen, seconds: float = 15) -> None:
-    """Wait until the workers are idle (each readies itself after its fork: see gunicorn_conf), so the
-    first calls meet ready workers and their CPU is the calls' own."""
-    deadline = time.monotonic() + seconds
+def workers_faults(master: subprocess.Popen) -> int | None:
+    """Minor page faults of the master's worker processes so far (every thread; from /proc): a
+    worker copies a page it shares with the master (copy-on-write) or meets a new one here."""
+    try:
+        children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+        return sum(int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7]) for pid in children)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def quiet(master: subprocess.Popen, seconds: float = QUIET_SECONDS, limit: float = 20) -> None:
+    """Wait until the workers have been idle for ``seconds`` in a row (their CPU, every thread, not
+    advancing by more than their event loops' ticks), at most ``limit`` seconds.
+
+    Both rounds of the first-calls row follow the same quiet time: on this virtual machine a call's
+    CPU grows with the idle time before it (one worker, typical record: 12-20 ms after 0.4 s idle,
+    25-50 ms after 3 s; ``bench/run.py`` docstring), so rounds after unequal pauses would measure
+    the pauses, not the first call."""
+    deadline = time.monotonic() + limit
     last = workers_cpu_ms(master)
+    since = time.monotonic()
     while last is not None and time.monotonic() < deadline:
-        time.sleep(0.25)
+        time.sleep(0.05)
         now = workers_cpu_ms(master)
-        if now is None or now - last < 5:
+        if now is None:
+            return
+        if now - last > 0.5:
+            since = time.monotonic()
+        elif time.monotonic() - since >= seconds:
             return
         last = now
 
@@ -490,27 +521,37 @@ def first_calls(target: Target, body: bytes, workers: int) -> tuple[list[float],
     return out, sum(s != 200 for s in status)
 
 
-def first_and_later(master: subprocess.Popen, service: Target, typicals: list[bytes], workers: int) -> dict:
+def first_and_later(master: subprocess.Popen, service: Target, typicals: list[bytes], workers: int,
+                    later_rounds: int = LATER_ROUNDS) -> dict:
     """On a fresh service: one call per worker at once (its first), then, after 3 calls per worker,
-    another such round of a body not sent before; each round's latencies and the workers' CPU per call."""
+    ``later_rounds`` such rounds; each round after the same quiet time (``quiet``), each of bodies
+    not sent before. Each round's latencies and the workers' CPU per call; the later rounds' median."""
+    fresh = itertools.count()
     _all_workers_up(master, workers)
-    settle(master)
-    cpu_before = workers_cpu_ms(master)
-    cold, bad_cold = first_calls(service, typicals[0], workers)
-    time.sleep(0.5)  # the issued-card writers' work of the round too
-    cpu_cold = workers_cpu_ms(master)
-    for k in range(3 * workers):
-        service.post(typicals[k % len(typicals)])
-    time.sleep(0.5)
-    cpu_warm_from = workers_cpu_ms(master)
-    warm, bad_warm = first_calls(service, typicals[1], workers)  # a record not sent before, like the first round's
-    time.sleep(0.5)
-    cpu_warm = workers_cpu_ms(master)
-    cpu = None
-    if None not in (cpu_before, cpu_cold, cpu_warm_from, cpu_warm):
-        cpu = ((cpu_cold - cpu_before) / workers, (cpu_warm - cpu_warm_from) / workers)  # type: ignore[operator]
+
+    def one_round() -> tuple[list[float], int, float | None, float | None]:
+        body = typicals[next(fresh) % len(typicals)]
+        quiet(master)
+        before, faults_before = workers_cpu_ms(master), workers_faults(master)
+        latencies, bad = first_calls(service, body, workers)
+        time.sleep(0.5)  # the issued-card writers' work of the round too
+        after, faults_after = workers_cpu_ms(master), workers_faults(master)
+        return (latencies, bad, None if before is None or after is None else (after - before) / workers,
+                None if faults_before is None or faults_after is None else (faults_after - faults_before) / workers)
+
+    cold, errors, cpu_cold, faults_cold = one_round()
+    for _ in range(3 * workers):
+        service.post(typicals[next(fresh) % len(typicals)])
+    later = [one_round() for _ in range(max(1, later_rounds))]
+    errors += sum(r[1] for r in later)
+    warm = sorted((r[0] for r in later), key=max)[len(later) // 2]  # the round of median slowest call
+    cpus = [r[2] for r in later if r[2] is not None]
+    cpu = (cpu_cold, statistics.median(cpus)) if cpu_cold is not None and cpus else None
+    faults = [r[3] for r in later if r[3] is not None]
     return {"cold_ms": [round(x, 2) for x in cold], "warm_ms": [round(x, 2) for x in warm],
-            "cpu_ms_per_call": [round(x, 2) for x in cpu] if cpu else None, "errors": bad_cold + bad_warm}
+            "cpu_ms_per_call": [round(x, 2) for x in cpu] if cpu else None,
+            "faults_per_call": [faults_cold, statistics.median(faults)] if faults_cold is not None and faults else None,
+            "errors": errors}
 
 
 def _slope(points: list[tuple[int, float]]) -> float:
@@ -539,8 +580,8 @@ def main() -> int:
                         help="bodies per record, each with its own times, sent in turn (default: enough for "
                              f"{DISTINCT_TIMES:,} distinct times; 1: the same body every time, which lets a cache "
                              "of values serve every call after the first)")
-    parser.add_argument("--starts", type=int, default=3,
-                        help="fresh service starts whose first calls are measured (default 3; the median is shown)")
+    parser.add_argument("--starts", type=int, default=5,
+                        help="fresh service starts whose first calls are measured (default 5; the median is shown)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -586,7 +627,10 @@ def main() -> int:
                      "cpu_ms_per_call": [statistics.median(c[0] for c in cpus),
                                          statistics.median(c[1] for c in cpus)] if cpus else None,
                      "cpu_ratio": statistics.median(cpu_ratios) if cpu_ratios else None,
-                     "cpu_spread": (min(cpu_ratios), max(cpu_ratios)) if cpu_ratios else None})
+                     "cpu_spread": (min(cpu_ratios), max(cpu_ratios)) if cpu_ratios else None,
+                     "faults_per_call": [statistics.median(st["faults_per_call"][k] for st in starts
+                                                           if st["faults_per_call"]) for k in (0, 1)]
+                     if any(st["faults_per_call"] for st in starts) else None})
 
         records: list[tuple[str, list[dict], float]] = [
             ("typical", typical_resources(110_000), 1.0), ("large", large_resources(3000), 1.0),
@@ -665,6 +709,10 @@ def main() -> int:
                 print(f"| first calls, workers' CPU per call (all threads, /proc), median of {starts} starts | {size} "
                       f"| | | | first: {first:.1f} ms, later round: {later:.1f} ms | {r['cpu_ratio']:.2f}x ({lo:.2f}–"
                       f"{hi:.2f}, first / later) | | ≈1x |")
+            if r.get("faults_per_call"):
+                first, later = r["faults_per_call"]
+                print(f"| first calls, workers' page faults per call (/proc), median of {starts} starts | {size} "
+                      f"| | | | first: {first:.0f}, later round: {later:.0f} | | | |")
             continue
         if "bare_rps" in r:
             print(f"| {r['record']} | {size} | | {r['bare_rps']:.0f} req/s | {r['own_rps']:.0f} req/s "
