@@ -108,6 +108,10 @@ def test_preloaded_workers_answer_and_find_their_issued_cards(tmp_path):
                if line.startswith("{") and '"service.started"' in line]
     assert len(started) == 1, "create_app ran once, in the master, not once per worker"
     assert started[0]["warm_up_ms"] > 0
+    # each worker's warm-up calls through its own request path were answered, and quietly
+    assert "worker_warm_up_failed" not in log.read_text()
+    answered = [line for line in log.read_text().splitlines() if '"hook.answered"' in line]
+    assert len(answered) == 8, "only the clients' calls are logged"
 
 
 def test_each_worker_warms_itself_before_its_first_call(tmp_path, monkeypatch):

@@ -91,6 +91,10 @@ def warm_serving(app, rehearse: Callable[[bytes, dict], bytes]) -> int:
                 answered += rehearse(head.encode() + body, {WARM_UP_ENVIRON: True}).startswith(b"HTTP/1.1 200 ")
     except Exception as exc:  # a worker that could not warm up still serves, only slower at first
         logs.event("service.worker_warm_up_failed", logging.WARNING, error=type(exc).__name__)
+        return answered
+    if answered < len(state.engine.services):
+        logs.event("service.worker_warm_up_failed", logging.WARNING, error="not answered",
+                   path="server", answered=answered)
     return answered
 
 

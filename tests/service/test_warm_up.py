@@ -270,3 +270,20 @@ def test_a_rehearsal_answers_as_a_client_would_be_answered_and_never_raises(tmp_
     finally:
         worker.tpool.shutdown()
         app.extensions["cdshooks"].store.dispose()
+
+
+def test_a_server_path_that_does_not_answer_is_said_once(tmp_path, caplog):
+    """A worker whose own request path answers a warm-up call with anything but 200 still serves;
+    one warning says so (no patient data: there is none in a warm-up)."""
+    from cdshooks.service.warmup import warm_serving
+
+    app = create_app(make_settings(tmp_path))
+    try:
+        with caplog.at_level(logging.WARNING, logger="cdshooks"):
+            assert warm_serving(app, lambda raw, environ: b"HTTP/1.1 500 Internal Server Error\r\n\r\n") == 0
+            assert warm_serving(app, lambda raw, environ: 1 / 0) == 0
+        failed = [r for r in caplog.records if r.getMessage() == "service.worker_warm_up_failed"]
+        assert len(failed) == 2
+        assert not app.extensions["cdshooks"].engine._warming
+    finally:
+        app.extensions["cdshooks"].store.dispose()
