@@ -17,7 +17,8 @@ service (``--variants 1`` sends one body throughout, to show what such caches sa
 
 Records (``patient-view``; every record has a fasciculation and a cramp, so most rules run):
 
-* typical: ~110 KB, labs and vitals over 15 years, every resource of each searched type;
+* typical: ~110 KB, 241 labs and vitals (6 codes) drawn in panels over the last two months, every
+  resource of each searched type;
 * large: ~3,000 lab results (potassium, magnesium, calcium, albumin) over 12 years, a narrow prefetch
   (only the codes the service searches for);
 * sloppy: every Observation of a diverse history (vitals, blood pressure panels, blood counts,
@@ -188,7 +189,8 @@ def _when(i: int, years: int = 15, per_draw: int = 5) -> str:
 
 
 def typical_resources(target_bytes: int, seed: int = 7) -> list[dict]:
-    """Twitching and cramps, then labs and vitals (6 codes) over 15 years up to ``target_bytes``."""
+    """Twitching and cramps, then labs and vitals (6 codes) up to ``target_bytes``, drawn in panels back
+    from 2026-11 as ``_when`` spreads them (about two months for ~110 KB: every result in a 90-day window)."""
     rnd = random.Random(seed)
     out = _conditions()
     size, i = len(json.dumps(out)), 0
